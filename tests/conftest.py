@@ -1,0 +1,33 @@
+"""Shared test plumbing.
+
+Tests that need root, BPF or a browser skip with a reason on a developer's
+machine, but under CI (CI=true) a skip would hide a broken environment, so
+there the same condition fails the test instead.
+"""
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (or, under CI, fail) the calling test unless `condition` holds."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> pathlib.Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> pathlib.Path:
+    return SHARED
