@@ -89,7 +89,7 @@ def document(canvas: Canvas, boxes: Sequence[Box], options: Options, total: floa
     dwg.viewbox(0, 0, width, _num(height))
     dwg.attribs["onload"] = "init(evt)"
     if options.notes:
-        dwg.add(dwg.desc(xml_safe(options.notes)))
+        dwg.set_desc(desc=xml_safe(options.notes))
     stops = background(options.effective_bgcolors)
     gradient = dwg.linearGradient(id="background", start=(0, 0), end=(0, 1))
     gradient.add_stop_color(offset="5%", color=stops[0])

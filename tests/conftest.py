@@ -31,3 +31,13 @@ def repo_root() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def shared_dir() -> pathlib.Path:
     return SHARED
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bless", action="store_true",
+                     help="rewrite the golden files from the current output")
+
+
+@pytest.fixture
+def bless(request) -> bool:
+    return request.config.getoption("--bless") or os.environ.get("BLESS") == "1"

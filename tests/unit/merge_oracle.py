@@ -30,4 +30,4 @@ def reference_frames(entries, min_width, chain=False):
         last = flow(last, [""] + split_frames(stack), time, d)
         time += e.weight
     flow(last, [], time, None)
-    return sorted(n for n in nodes if n[3] - n[2] >= min_width)
+    return sorted((n for n in nodes if n[3] - n[2] >= min_width), key=repr)
