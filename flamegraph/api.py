@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterable, Mapping
 
 from flamegraph.color import Colorer
+from flamegraph.errors import InputError
 from flamegraph.folded import Folded, parse_folded
 from flamegraph.layout import drawn_total, layout, min_width_in_counts
 from flamegraph.merge import merge, ordered, total_of
@@ -39,6 +41,9 @@ def render_folded(folded: Folded, options: Options = Options()) -> Rendered:
         svg = _encode(error_document(options), options.encoding)
         return Rendered(svg, 0, folded.ignored, folded.ignored_line_numbers,
                         dict(options.palette_map or {}))
+    if not math.isfinite(total):
+        raise InputError("the counts add up to more than a number can hold",
+                         "scale the counts down (flamegraph --factor can scale them back)")
     if options.total and options.total < total and options.total / total > 0.02:
         warnings.append(f"--total {options.total:g} is less than the input's total "
                         f"{total:g}, so it is ignored")

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import os
 import pathlib
 import re
 import sys
-import tempfile
 from typing import Iterable, Iterator, Sequence
 
 from flamegraph.api import Rendered, render
@@ -19,6 +17,7 @@ from flamegraph.color import background, read_palette_map, write_palette_map
 from flamegraph.errors import FlameGraphError, InputError, OptionError
 from flamegraph.nameattr import parse_nameattr
 from flamegraph.options import PALETTES, ColorMode, MinWidth, Options, Order
+from flamegraph.output import quiet_broken_pipe, write_all, write_atomically
 
 PALETTE_FILE = "palette.map"  # --cp reads and writes it in the working directory
 _DEFAULTS = Options()
@@ -147,24 +146,6 @@ def _decoded(handle, encoding: str) -> Iterable[str]:
         yield raw.decode(encoding, errors="replace")
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Write via a temporary file and rename: a reader never sees half an SVG."""
-    target = pathlib.Path(path)
-    directory = target.parent if str(target.parent) else pathlib.Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as e:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {e.strerror}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamegraph",
@@ -217,8 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.output:
             write_atomically(ns.output, result.svg)
         else:
-            sys.stdout.buffer.write(result.svg)
-            sys.stdout.buffer.flush()
+            write_all(sys.stdout.buffer, result.svg)
         if ns.cp:
             pathlib.Path(PALETTE_FILE).write_text(write_palette_map(result.palette_map),
                                                   encoding="utf-8")
@@ -228,9 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flamegraph: {e.user_message()}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`); nothing useful left to say.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        quiet_broken_pipe(sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,12 +8,14 @@ empty frames dropped. Lines that do not parse are counted, never fatal.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Iterable, Iterator
 
 # Perl's \s and \d without Unicode semantics: flamegraph.pl reads bytes.
 _TAIL = re.compile(r"[\t\n\v\f\r ](\d+(?:\.\d*)?)\Z", re.ASCII)
 _REPORTED_LINE_NUMBERS = 5
+_INF = float("inf")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,12 +84,14 @@ def _count_at_end(text: str, end: int) -> tuple[int, float] | None:
 def parse_line(line: str) -> Entry | None:
     """Parse one line (line ending already removed); None if it is invalid."""
     last = _count_at_end(line, len(line))
-    if last is None:
+    if last is None or last[1] == _INF:  # 400 digits: no float holds that count
         return None
     end, count = last
     first = _count_at_end(line, end)
     if first is None:
         return Entry(line, end, count)
+    if first[1] == _INF:
+        return None
     return Entry(line, first[0], first[1], count)
 
 
@@ -98,9 +102,12 @@ def _parse_line_regex(line: str) -> Entry | None:
         return None
     end = last.start()
     first = _TAIL.search(line, 0, end)
+    counts = [float(m.group(1)) for m in (first, last) if m is not None]
+    if _INF in counts:
+        return None
     if first is None:
-        return Entry(line, end, float(last.group(1)))
-    return Entry(line, first.start(), float(first.group(1)), float(last.group(1)))
+        return Entry(line, end, counts[0])
+    return Entry(line, first.start(), counts[0], counts[1])
 
 
 def strip_line_ending(line: str) -> str:
@@ -137,8 +144,8 @@ def split_frames(stack: str) -> list[str]:
 
 
 def format_count(value: float) -> str:
-    """A count as folded files write it: integral values without '.0'."""
-    if value == int(value) and abs(value) < 1e15:
+    """A count as folded files write it: integral values without '.0' or exponent."""
+    if math.isfinite(value) and float(value).is_integer():
         return str(int(value))
     return repr(value)
 

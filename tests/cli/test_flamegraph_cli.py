@@ -73,6 +73,8 @@ def test_bad_lines_are_reported_once_with_line_numbers():
     (["--nameattr", "/nonexistent"], FOLDED.encode(), "--nameattr"),
     (["--width", "x"], FOLDED.encode(), "invalid int value"),
     (["-o", "/nonexistent/dir/out.svg"], FOLDED.encode(), "cannot write"),
+    ([], ("a " + "9" * 400 + "\n").encode(), "no stack counts found"),
+    ([], ("a " + "9" * 308 + "\nb " + "9" * 308 + "\n").encode(), "add up to more"),
 ])
 def test_known_failures_exit_2_with_one_message(args, stdin, message):
     p = run(args, stdin)

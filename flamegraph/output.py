@@ -1,0 +1,44 @@
+"""Writing results: whole files atomically, standard output completely."""
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+from flamegraph.errors import InputError
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write via a temporary file and rename: a reader never sees half an SVG."""
+    target = pathlib.Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as e:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {e.strerror}") from None
+
+
+def write_all(stream, data: bytes) -> None:
+    """Write every byte, or raise.
+
+    Under PYTHONUNBUFFERED (python -u) stdout.buffer is a raw FileIO whose
+    write() may stop short, e.g. when the reader goes away; looping turns that
+    into the BrokenPipeError it really is instead of a truncated "success".
+    """
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) or 0:]
+    stream.flush()
+
+
+def quiet_broken_pipe(stream_fd: int) -> None:
+    """The reader went away (`| head`): silence the flush at exit too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream_fd)
