@@ -1,0 +1,1 @@
+"""Stack ids -> frames (frame-pointer stacks from BPF; later CFI unwinding)."""

@@ -1,0 +1,157 @@
+"""Benchmark `profiler record` against BCC's profile tool (profile-bpfcc).
+
+Run as root:  .venv/bin/python bench/record.py [--skip-loss]
+
+Prints, side by side:
+  - in-kernel cost per sample: kernel.bpf_stats_enabled=1, run_time_ns /
+    run_cnt of each tool's perf_event program, read while it runs (999 Hz);
+  - wall time and peak RSS of a whole 1 s profile (99 Hz, -p PID, to a file:
+    SVG for ours, folded text for BCC's), best of 5, interleaved;
+  - samples lost on the many-stacks workload (a random walk through 8
+    functions, 7 deep) at 999 Hz over 8 s.
+BCC's tool is given the same kernel headers ours finds (BCC_KERNEL_SOURCE).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from profiler.kheaders import kernel_source, plan_headers  # noqa: E402
+
+BCC_PROFILE = "/usr/sbin/profile-bpfcc"
+OURS = [sys.executable, "-m", "profiler", "record"]
+WORKLOAD = ROOT / "tests" / "system" / "workloads" / "many_stacks.c"
+
+
+def build(tmp: pathlib.Path) -> str:
+    exe = tmp / "many_stacks"
+    subprocess.run(["gcc", "-O2", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls",
+                    "-pthread", "-o", str(exe), str(WORKLOAD)], check=True)
+    return str(exe)
+
+
+def perf_event_progs() -> dict[int, tuple[str, int, int]]:
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"]: (p.get("name", ""), p.get("run_time_ns", 0), p.get("run_cnt", 0))
+            for p in json.loads(out or "[]") if p.get("type") == "perf_event"}
+
+
+def cost_per_sample(cmd: list[str], env: dict, seconds: float) -> tuple[float, int]:
+    """ns per run of the tool's perf_event program, and runs seen."""
+    before = set(perf_event_progs())
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last: dict = {}
+    while proc.poll() is None:
+        now = {i: v for i, v in perf_event_progs().items() if i not in before}
+        if now:
+            last = now
+        time.sleep(0.2)
+    ns = sum(v[1] for v in last.values())
+    runs = sum(v[2] for v in last.values())
+    return (ns / runs if runs else float("nan")), runs
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one run (including its children)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def bcc_loss(exe: str, env: dict, tmp: pathlib.Path) -> tuple[int, int]:
+    worker = subprocess.Popen([exe, "30"])
+    try:
+        time.sleep(0.2)
+        out = subprocess.run([BCC_PROFILE, "-F", "999", "-f", "-p", str(worker.pid), "8"],
+                             env=env, capture_output=True, text=True).stdout
+    finally:
+        worker.kill()
+        worker.wait()
+    total = lost = 0
+    for line in out.splitlines():
+        stack, _, n = line.rpartition(" ")
+        total += int(n)
+        if "[Missed User Stack]" in stack or "[Missed Kernel Stack]" in stack:
+            lost += int(n)
+    return lost, total
+
+
+def our_loss(exe: str, env: dict, tmp: pathlib.Path) -> tuple[int, int]:
+    worker = subprocess.Popen([exe, "30"])
+    raw = tmp / "loss.json"
+    try:
+        time.sleep(0.2)
+        subprocess.run([*OURS, "-q", "-F", "999", "-p", str(worker.pid), "-d", "8", "-o", str(raw)],
+                       env=env, check=True, cwd=ROOT)
+    finally:
+        worker.kill()
+        worker.wait()
+    stats = json.loads(raw.read_text())["stats"]
+    lost = stats["lost_stack_store_full"] + stats["lost_counts_map_full"]
+    return lost, stats["samples"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-loss", action="store_true", help="skip the 8 s loss runs")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of the 1 s profile (best)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/record.py: run as root", file=sys.stderr)
+        return 1
+    subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmpname, kernel_source(plan_headers()) as src:
+            tmp = pathlib.Path(tmpname)
+            exe = build(tmp)
+            env = dict(os.environ)
+            if src:
+                env["BCC_KERNEL_SOURCE"] = src
+            worker = subprocess.Popen([exe, "600"])
+            try:
+                time.sleep(0.2)
+                pid = str(worker.pid)
+                ours_cost = cost_per_sample(
+                    [*OURS, "-q", "-F", "999", "-p", pid, "-d", "4", "-o", str(tmp / "c.folded")],
+                    env, 4)
+                bcc_cost = cost_per_sample(
+                    [BCC_PROFILE, "-F", "999", "-f", "-p", pid, "4"], env, 4)
+                ours_runs, bcc_runs = [], []
+                for _ in range(args.repeat):  # interleaved: both see the same load
+                    ours_runs.append(timed([*OURS, "-q", "-p", pid, "-d", "1",
+                                            "-o", str(tmp / "o.svg")], env))
+                    bcc_runs.append(timed([BCC_PROFILE, "-f", "-p", pid, "1"], env))
+            finally:
+                worker.kill()
+                worker.wait()
+            print(f"{'':34}{'ours':>14}{'BCC profile':>14}")
+            print(f"{'in-kernel ns per sample (999 Hz)':34}{ours_cost[0]:>14.0f}{bcc_cost[0]:>14.0f}")
+            print(f"{'  (program runs measured)':34}{ours_cost[1]:>14}{bcc_cost[1]:>14}")
+            print(f"{'1 s profile, wall s (best)':34}{min(r[0] for r in ours_runs):>14.2f}"
+                  f"{min(r[0] for r in bcc_runs):>14.2f}")
+            print(f"{'1 s profile, peak RSS MB (best)':34}{min(r[1] for r in ours_runs):>14.0f}"
+                  f"{min(r[1] for r in bcc_runs):>14.0f}")
+            if not args.skip_loss:
+                ol, ot = our_loss(exe, env, tmp)
+                bl, bt = bcc_loss(exe, env, tmp)
+                print(f"{'many stacks 999 Hz 8 s, lost':34}{ol:>8}/{ot:<5}{bl:>8}/{bt:<5}")
+                print(f"{'  lost %':34}{100 * ol / max(ot, 1):>14.3f}{100 * bl / max(bt, 1):>14.3f}")
+    finally:
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

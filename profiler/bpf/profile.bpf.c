@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: MIT
+// The perf_event sampling program of `profiler record`, compiled by BCC.
+//
+// Configured only with -D flags (see profiler/bpf_program.py, `defines()`):
+//   MAX_DEPTH           frames kept per stack (kernel.perf_event_max_stack)
+//   STACK_STORAGE_SIZE  distinct stacks held between two drains
+//   COUNTS_SIZE         distinct (process, thread, comm, stacks) keys per drain
+//   FILTER_TGID / FILTER_TID   1: sample only ids found in the `targets` map
+//   WANT_USER / WANT_KERNEL    1: walk that side of the stack
+//   PER_THREAD          1: key counts by thread id as well
+//   INCLUDE_IDLE        1: keep samples of the idle task (pid 0)
+//
+// Stacks are keyed by their content (a 64-bit hash of the frames), not by a
+// stack-map bucket, so two stacks never collide into one slot and no sample
+// is dropped while a bucket is taken. User space drains both maps during the
+// run: counts are double-buffered (control[0] says which map is live) and
+// stacks are copied out and deleted; a deleted stack is simply stored again
+// by its next sample. Every sample that cannot be kept is counted in `stats`.
+
+#include <uapi/linux/ptrace.h>
+#include <uapi/linux/bpf_perf_event.h>
+
+#ifndef MAX_DEPTH
+#define MAX_DEPTH 127
+#endif
+#ifndef STACK_STORAGE_SIZE
+#define STACK_STORAGE_SIZE 16384
+#endif
+#ifndef COUNTS_SIZE
+#define COUNTS_SIZE 16384
+#endif
+#ifndef PID_WORDS
+#define PID_WORDS 65536  // pid_max / 64, rounded up: one bit per process id
+#endif
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+// Indexes of `stats`; keep in step with STATS in profiler/bpf_program.py.
+enum stat_index {
+    STAT_SAMPLES = 0,          // samples that passed the filters
+    STAT_LOST_STACK_FULL = 1,  // stack store full (or busy): sample dropped
+    STAT_LOST_COUNTS_FULL = 2, // counts map full (or busy): sample dropped
+    STAT_USER_WALK_ERROR = 3,  // user stack walk returned an error (kept, no user frames)
+    STAT_KERNEL_WALK_ERROR = 4,// kernel stack walk returned an error (kept, no kernel frames)
+    STAT_NOTICES_LOST = 5,     // ring buffer full: a process notice was not delivered
+    N_STATS = 6,
+};
+
+enum notice_kind { NOTICE_NEW = 1, NOTICE_EXEC = 2 };
+
+struct sample_key {
+    u32 pid;           // process (tgid)
+    u32 tid;           // thread, 0 unless PER_THREAD
+    u64 user_hash;     // 0: no user frames
+    u64 kernel_hash;   // 0: no kernel frames
+    char comm[16];
+};
+
+struct stack {
+    u64 nr;            // frames used in ips[], leaf first
+    u64 ips[MAX_DEPTH];
+};
+
+struct scratch {
+    struct stack user;
+    struct stack kernel;
+};
+
+struct notice {
+    u32 pid;
+    u32 kind;
+};
+
+BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
+BPF_HASH(stacks, u64, struct stack, STACK_STORAGE_SIZE);
+BPF_HASH(counts0, struct sample_key, u64, COUNTS_SIZE);
+BPF_HASH(counts1, struct sample_key, u64, COUNTS_SIZE);
+BPF_ARRAY(control, u32, 1);
+BPF_PERCPU_ARRAY(stats, u64, N_STATS);
+// Bitmaps indexed by id: array lookups are inlined by the verifier, where a
+// hash lookup would cost a hash of the key on every sample.
+BPF_ARRAY(targets, u64, PID_WORDS);  // ids to sample (FILTER_TGID / FILTER_TID)
+BPF_ARRAY(seen, u64, PID_WORDS);     // processes already announced to user space
+BPF_RINGBUF_OUTPUT(notices, 16);
+
+static __always_inline void stat_add(u32 index)
+{
+    u64 *value = stats.lookup(&index);
+    if (value)
+        *value += 1;  // per-CPU slot: no atomic needed
+}
+
+static __always_inline void notify(u32 pid, u32 kind)
+{
+    struct notice n = {.pid = pid, .kind = kind};
+    if (notices.ringbuf_output(&n, sizeof(n), 0) != 0)
+        stat_add(STAT_NOTICES_LOST);
+}
+
+static __always_inline int is_target(u32 id)
+{
+    u32 word = id / 64;
+    u64 *bits = targets.lookup(&word);
+    return bits && (*bits >> (id % 64)) & 1;
+}
+
+static __always_inline int wanted(u32 tgid, u32 tid)
+{
+#if !INCLUDE_IDLE
+    if (tid == 0)
+        return 0;
+#endif
+#if FILTER_TGID
+    if (!is_target(tgid))
+        return 0;
+#elif FILTER_TID
+    if (!is_target(tid))
+        return 0;
+#endif
+    return 1;
+}
+
+// Announce a process the first time it is sampled. Not atomic: two CPUs may
+// both announce it, which only costs a second snapshot.
+static __always_inline void announce(u32 tgid)
+{
+    u32 word = tgid / 64;
+    u64 *bits = seen.lookup(&word);
+    u64 bit = 1ULL << (tgid % 64);
+    if (bits && !(*bits & bit)) {
+        *bits |= bit;
+        notify(tgid, NOTICE_NEW);
+    }
+}
+
+// Hash a stack by content; 0 is kept for "no frames".
+static __always_inline u64 stack_hash(struct stack *s, u64 seed)
+{
+    u64 h = seed ^ (s->nr * 0x9E3779B97F4A7C15ULL);
+    for (int i = 0; i < MAX_DEPTH; i++) {
+        if (i >= s->nr)
+            break;
+        h = (h ^ s->ips[i]) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    return h ? h : 1;
+}
+
+// Walk one side into `s` and store it by content; *hash is 0 for no frames.
+// Returns 0, or -1 when the sample is lost (the stack store is full).
+static __always_inline int take_stack(struct bpf_perf_event_data *ctx, struct stack *s,
+                                      u64 flags, u64 seed, u32 walk_error, u64 *hash)
+{
+    *hash = 0;
+    long len = bpf_get_stack(ctx, s->ips, sizeof(s->ips), flags);
+    if (len < 0) {
+        stat_add(walk_error);
+        return 0;
+    }
+    s->nr = len / sizeof(u64);
+    if (s->nr == 0)
+        return 0;
+    u64 h = stack_hash(s, seed);
+    if (!stacks.lookup(&h)) {
+        int err = stacks.insert(&h, s);
+        if (err != 0 && err != -EEXIST) {
+            stat_add(STAT_LOST_STACK_FULL);
+            return -1;
+        }
+    }
+    *hash = h;
+    return 0;
+}
+
+static __always_inline u64 *counts_lookup(u32 live, struct sample_key *key)
+{
+    return live ? counts1.lookup(key) : counts0.lookup(key);
+}
+
+static __always_inline int counts_insert(u32 live, struct sample_key *key, u64 *value)
+{
+    return live ? counts1.insert(key, value) : counts0.insert(key, value);
+}
+
+// Add one to key's count in the live map; 0 when the map is full (or busy).
+static __always_inline int count(u32 live, struct sample_key *key)
+{
+    u64 *c = counts_lookup(live, key);
+    if (!c) {
+        u64 one = 1;
+        int err = counts_insert(live, key, &one);
+        if (err == 0)
+            return 1;
+        if (err != -EEXIST)
+            return 0;
+        c = counts_lookup(live, key);  // inserted meanwhile by another CPU
+        if (!c)
+            return 0;
+    }
+    __sync_fetch_and_add(c, 1);
+    return 1;
+}
+
+int prof_sample(struct bpf_perf_event_data *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    u32 tid = (u32)id;
+    if (!wanted(tgid, tid))
+        return 0;
+    stat_add(STAT_SAMPLES);
+
+    if (tgid != 0)
+        announce(tgid);
+
+    u32 zero = 0;
+    struct scratch *sc = scratch.lookup(&zero);
+    if (!sc)
+        return 0;
+
+    struct sample_key key = {.pid = tgid};
+#if PER_THREAD
+    key.tid = tid;
+#endif
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+
+#if WANT_USER
+    if (take_stack(ctx, &sc->user, BPF_F_USER_STACK, 0x75736572ULL,
+                   STAT_USER_WALK_ERROR, &key.user_hash) < 0)
+        return 0;
+#endif
+#if WANT_KERNEL
+#if defined(__x86_64__)
+    // Interrupted in user mode: there are no kernel frames to walk.
+    if ((ctx->regs.cs & 3) != 3)
+#endif
+    if (take_stack(ctx, &sc->kernel, 0, 0x6b65726eULL,
+                   STAT_KERNEL_WALK_ERROR, &key.kernel_hash) < 0)
+        return 0;
+#endif
+
+    u32 *live = control.lookup(&zero);
+    if (!count(live ? *live : 0, &key))
+        stat_add(STAT_LOST_COUNTS_FULL);
+    return 0;
+}
+
+// A process replaced its image: its memory maps must be read again.
+// Attached to the raw tracepoint sched_process_exec (no tracefs needed).
+int prof_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (wanted(tgid, (u32)id))
+        notify(tgid, NOTICE_EXEC);
+    return 0;
+}

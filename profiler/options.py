@@ -1,0 +1,112 @@
+"""Options of `profiler record`: frozen keyword-only dataclasses, defaults here.
+
+The CLI only translates argv into these; library code never sees argparse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class TargetKind(enum.Enum):
+    SYSTEM = "system"  # every process (idle excluded unless include_idle)
+    PIDS = "pids"  # these processes, all their threads
+    TIDS = "tids"  # these threads only
+    COMMAND = "command"  # a command started by the profiler
+
+
+class StackSides(enum.Enum):
+    BOTH = "both"
+    USER = "user"  # -U
+    KERNEL = "kernel"  # -K
+
+
+class Grouping(enum.Enum):
+    """What the first frame of a folded stack names."""
+
+    COMM = "comm"  # process name
+    PROCESS = "process"  # comm-PID (--per-pid)
+    THREAD = "thread"  # comm-PID/TID (--per-thread)
+
+
+class OutputFormat(enum.Enum):
+    SVG = "svg"
+    FOLDED = "folded"
+    RAW = "raw"  # the RawProfile as JSON
+
+
+DEFAULT_FREQUENCY = 99
+DEFAULT_STACK_STORAGE = 16384
+DEFAULT_OUTPUT = "profile.svg"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """Exactly one of frequency (Hz) and period (events per sample)."""
+
+    frequency: int | None = DEFAULT_FREQUENCY
+    period: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.frequency is None) == (self.period is None):
+            raise ValueError("exactly one of frequency and period")
+
+    def describe(self) -> str:
+        return f"{self.frequency} Hz" if self.frequency else f"every {self.period} events"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Target:
+    kind: TargetKind = TargetKind.SYSTEM
+    ids: tuple[int, ...] = ()  # PIDs or TIDs
+    command: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind is TargetKind.PIDS:
+            return "PID " + ",".join(map(str, self.ids))
+        if self.kind is TargetKind.TIDS:
+            return "TID " + ",".join(map(str, self.ids))
+        if self.kind is TargetKind.COMMAND:
+            return " ".join(self.command)
+        return "all processes"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecordOptions:
+    target: Target = Target()
+    event: str = "cpu-clock"
+    sampling: Sampling = Sampling()
+    duration: float | None = None  # seconds; None: until Ctrl-C / SIGTERM / command exit
+    cpus: tuple[int, ...] = ()  # () = all online CPUs
+    sides: StackSides = StackSides.BOTH
+    include_idle: bool = False
+    grouping: Grouping = Grouping.COMM
+    stack_storage_size: int = DEFAULT_STACK_STORAGE
+    drain_interval: float = 1.0  # seconds between map drains
+    show_progress: bool = False
+    print_program: bool = False  # print the BPF program as compiled
+
+    @property
+    def per_thread(self) -> bool:
+        return self.grouping is Grouping.THREAD
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OutputOptions:
+    path: str = DEFAULT_OUTPUT  # "-" = stdout
+    format: OutputFormat = OutputFormat.SVG
+    grouping: Grouping = Grouping.COMM
+
+
+def format_for_path(path: str) -> OutputFormat | None:
+    """The output format named by a file name's extension, None if unknown."""
+    if path == "-":
+        return OutputFormat.FOLDED
+    lower = path.lower()
+    if lower.endswith(".svg"):
+        return OutputFormat.SVG
+    if lower.endswith((".folded", ".txt")):
+        return OutputFormat.FOLDED
+    if lower.endswith(".json"):
+        return OutputFormat.RAW
+    return None

@@ -1,0 +1,124 @@
+"""Raw profile -> folded lines, loss summary, title; and writing the output."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Callable
+
+from profiler.errors import OutputError
+from profiler.model import RawProfile
+from profiler.options import Grouping, OutputFormat
+from profiler.symbolize.symbolizer import PathFor, Symbolizer
+from profiler.fold import fold
+from profiler.unwind.stacks import UnwindSummary, unwind
+
+RenderOptionsFactory = Callable[[str, str], object]  # (title, subtitle) -> flamegraph Options
+
+
+@dataclasses.dataclass(frozen=True)
+class Losses:
+    samples: int  # samples taken (after the target filter)
+    by_reason: dict[str, int]  # samples lost or missing a side, by reason
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.total / self.samples if self.samples else 0.0
+
+    def describe(self) -> str:
+        text = f"{self.samples} samples, {self.total} lost ({self.percent:.2f}%)"
+        details = [f"{n} {reason}" for reason, n in self.by_reason.items() if n]
+        return text + (": " + ", ".join(details) if details else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Folded:
+    lines: list[str]
+    losses: Losses
+    unresolved_frames: int
+    truncated: int
+
+
+def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Losses:
+    """Every sample lost or missing a side, by reason (in-kernel counters plus
+    what unwinding finds), against the samples taken."""
+    if summary is None:
+        summary = unwind(profile)[1]
+    st = profile.stats
+    dropped_stack = st.get("lost_stack_store_full", 0)
+    dropped_counts = st.get("lost_counts_map_full", 0)
+    taken = st.get("samples", 0)
+    unaccounted = max(0, taken - dropped_stack - dropped_counts - profile.total_counted)
+    return Losses(taken, {
+        "dropped (stack store full)": dropped_stack,
+        "dropped (counts map full)": dropped_counts,
+        "without user stack": summary.no_user_stack,
+        "without kernel stack (walk error)": st.get("kernel_walk_errors", 0),
+        "stack missing from the store": summary.missing_stack,
+        "unaccounted": unaccounted,
+    })
+
+
+def fold_profile(profile: RawProfile, grouping: Grouping,
+                 path_for: PathFor | None = None) -> Folded:
+    samples, summary = unwind(profile)
+    symbolizer = Symbolizer(profile, path_for)
+    lines = fold(symbolizer.symbolize(samples), grouping)
+    return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated)
+
+
+def title_for(profile: RawProfile) -> str:
+    info = profile.info
+    return (f"{info.target}: {info.event} at {info.describe_rate()}, "
+            f"{info.duration:.1f} s")
+
+
+def subtitle_for(profile: RawProfile, folded: Folded) -> str:
+    text = folded.losses.describe()
+    if profile.info.command_status is not None:
+        text += f"; command exit status {profile.info.command_status}"
+    return text
+
+
+def write_output(profile: RawProfile, path: str, fmt: OutputFormat, grouping: Grouping,
+                 render_options: RenderOptionsFactory | None = None,
+                 path_for: PathFor | None = None) -> Folded | None:
+    """Write the profile as `fmt` to `path` ("-" = stdout). Returns the folded
+    form (None for raw output, which is not symbolized)."""
+    if fmt is OutputFormat.RAW:
+        _write(path, (profile.to_json() + "\n").encode())
+        return None
+    folded = fold_profile(profile, grouping, path_for)
+    if fmt is OutputFormat.FOLDED:
+        _write(path, "".join(l + "\n" for l in folded.lines).encode())
+        return folded
+    from flamegraph.api import render
+    from flamegraph.options import Options
+    title, subtitle = title_for(profile), subtitle_for(profile, folded)
+    options = render_options(title, subtitle) if render_options else \
+        Options(title=title, subtitle=subtitle)
+    _write(path, render(folded.lines, options).svg)
+    return folded
+
+
+def _write(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"cannot write {path}: {err.strerror}",
+                          "choose a writable path with -o") from None

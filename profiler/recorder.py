@@ -1,0 +1,204 @@
+"""record(options) -> Recording: run the BPF sampler, drain its maps during
+the run, snapshot processes while they live, and stop cleanly on every path.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from typing import Callable, Iterator
+
+from profiler import events
+from profiler.errors import TargetError, UsageError
+from profiler.kheaders import kernel_source, plan_headers
+from profiler.launcher import Launcher
+from profiler.model import CountRecord, RawProfile, RecordingInfo
+from profiler.options import RecordOptions, TargetKind
+from profiler.procwatch import FileKeeper, ProcessTracker, alive
+
+POLL = 0.1  # seconds: how often the loop wakes to check stop conditions
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    elapsed: float
+    remaining: float | None
+    samples: int
+
+
+@dataclasses.dataclass
+class Recording:
+    """The raw profile plus the files kept open for symbolizing it."""
+
+    profile: RawProfile
+    files: FileKeeper
+
+    def close(self) -> None:
+        self.files.close()
+
+
+def online_cpus() -> list[int]:
+    try:
+        text = open("/sys/devices/system/cpu/online").read().strip()
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+    cpus = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _tgid_of(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("Tgid:"))
+    except (OSError, StopIteration, ValueError):
+        return tid
+
+
+def check_targets(options: RecordOptions) -> None:
+    kind, ids = options.target.kind, options.target.ids
+    for i in ids:
+        if not os.path.exists(f"/proc/{i}/status"):
+            what = "process" if kind is TargetKind.PIDS else "thread"
+            raise TargetError(f"no such {what}: {i}",
+                              "check the id with 'ps -e' (threads: 'ps -eL')")
+        tgid = _tgid_of(i)
+        if kind is TargetKind.PIDS and tgid != i:
+            raise TargetError(f"{i} is a thread of process {tgid}, not a process",
+                              f"use -p {tgid} for the whole process or -t {i} for this thread")
+
+
+def check_cpus(cpus: tuple[int, ...]) -> list[int]:
+    online = online_cpus()
+    if not cpus:
+        return online
+    bad = [c for c in cpus if c not in online]
+    if bad:
+        raise UsageError(f"CPU {','.join(map(str, bad))} is not online",
+                         f"online CPUs: {','.join(map(str, online))}")
+    return sorted(set(cpus))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: dict) -> Iterator[None]:
+    """SIGINT and SIGTERM end the run (the output is still written)."""
+    def handler(signum, _frame):
+        flag["signal"] = signal.Signals(signum).name
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def record(options: RecordOptions,
+           on_progress: Callable[[Progress], None] | None = None) -> Recording:
+    from profiler import bpf_program  # imports bcc lazily, when constructed
+
+    bpf_program.check_privileges()
+    event = events.resolve_event(options.event)
+    cpus = check_cpus(options.cpus)
+    check_targets(options)
+    attr = events.check_event(event, options.sampling, cpus[0])  # before anything is loaded
+    plan = plan_headers()
+    launcher = Launcher(options.target.command) if options.target.kind is TargetKind.COMMAND else None
+    tracker = ProcessTracker()
+    flag: dict = {}
+    try:
+        with _stop_on_signals(flag):
+            with kernel_source(plan) as src:
+                sampler = bpf_program.BpfSampler(options, src)
+            with sampler:
+                return _run(options, sampler, attr, cpus, event, launcher, tracker, flag,
+                            on_progress)
+    except BaseException:
+        tracker.files.close()
+        raise
+    finally:
+        if launcher is not None:
+            launcher.stop()
+
+
+def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progress) -> Recording:
+    kind = options.target.kind
+    sampler.on_notice(lambda pid, k: tracker.notice(pid, exec_=k == 2))
+    if kind in (TargetKind.PIDS, TargetKind.TIDS):
+        sampler.set_targets(list(options.target.ids))
+        for i in options.target.ids:
+            tracker.snapshot(_tgid_of(i))
+    if launcher is not None:
+        sampler.set_targets([launcher.pid])
+        tracker.snapshot(launcher.pid)  # the image before exec (a fork of ours)
+    sampler.attach(attr, cpus)
+    started_wall, t0 = time.time(), time.monotonic()
+    if launcher is not None:
+        launcher.release()
+        tracker.notice(launcher.pid, exec_=True)
+
+    counts: dict = {}
+    stacks: dict[int, tuple[int, ...]] = {}
+    next_drain = t0 + options.drain_interval
+    stopped_by = ""
+    while not stopped_by:
+        now = time.monotonic()
+        sampler.poll(max(0.0, min(POLL, next_drain - now)))
+        tracker.service()
+        now = time.monotonic()
+        if now >= next_drain:
+            _drain(sampler.swap_and_drain_counts(), counts, stacks, sampler, tracker)
+            next_drain = now + options.drain_interval
+            if on_progress:
+                remaining = None if options.duration is None else max(0.0, options.duration - (now - t0))
+                on_progress(Progress(now - t0, remaining, sampler.stats()["samples"]))
+        if flag.get("signal"):
+            stopped_by = "signal " + flag["signal"]
+        elif options.duration is not None and now - t0 >= options.duration:
+            stopped_by = "duration"
+        elif launcher is not None and launcher.poll() is not None:
+            stopped_by = "command exited"
+        elif kind is not TargetKind.SYSTEM and launcher is None and \
+                not any(alive(i) for i in options.target.ids):
+            stopped_by = "targets exited"
+    sampler.stop()
+    duration = time.monotonic() - t0
+    sampler.poll(0)
+    _drain(sampler.drain_all_counts(), counts, stacks, sampler, tracker)
+    stats = sampler.stats()
+
+    info = RecordingInfo(
+        target=options.target.describe(), event=event.name, event_type=event.type,
+        event_config=event.config, frequency=options.sampling.frequency,
+        period=options.sampling.period, duration=round(duration, 3), cpus=tuple(cpus),
+        sides=options.sides.value, per_thread=options.per_thread, started=started_wall,
+        command_status=launcher.poll() if launcher else None, stopped_by=stopped_by,
+        max_depth=sampler.flags["MAX_DEPTH"])
+    records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
+                                kernel_stack=k.kernel_hash, count=v)
+                    for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
+    profile = RawProfile(info=info, counts=records, stacks=stacks,
+                         processes=tracker.processes(), stats=stats)
+    return Recording(profile=profile, files=tracker.files)
+
+
+def _sort_key(k):
+    return (k.pid, k.tid, k.comm, k.user_hash, k.kernel_hash)
+
+
+def _drain(drained, counts, stacks, sampler, tracker) -> None:
+    """Merge drained counts, copy out stacks, and re-read the maps of the
+    processes just sampled (a changed map gets a new snapshot)."""
+    pids = set()
+    for key, value in drained:
+        counts[key] = counts.get(key, 0) + value
+        pids.add(key.pid)
+    stacks.update(sampler.drain_stacks())
+    for pid in pids:
+        if not tracker.known(pid):
+            tracker.snapshot(pid)
+    tracker.refresh(pids)

@@ -1,0 +1,166 @@
+"""How `profiler record` starts, stops and fails: one message, never a
+traceback, output written on Ctrl-C/SIGTERM, nothing left loaded."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from sysutil import (REPO, bpf_ready, loaded_programs, no_leftovers, parse_folded,  # noqa: F401
+                     profiler_cmd, run_profiler, wait_for_programs, workloads)
+
+pytestmark = pytest.mark.root
+
+
+def _one_message(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    assert stderr.count("profiler: error:") == 1, stderr
+
+
+def test_unsupported_event_is_refused_before_loading(bpf_ready, no_leftovers, tmp_path):
+    from profiler.events import probe, build_attr, resolve_event
+    from profiler.options import Sampling
+    if probe(build_attr(resolve_event("cycles"), Sampling()), 0) is None:
+        pytest.skip("this machine has a PMU: cycles works")
+    run = run_profiler("record", "-e", "cycles", "-d", "1", "-o", str(tmp_path / "x.svg"))
+    assert run.returncode != 0
+    _one_message(run.stderr)
+    assert "'cycles'" in run.stderr and "ENOENT" in run.stderr and "cpu-clock" in run.stderr
+    assert not (tmp_path / "x.svg").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_the_run_and_the_output_is_written(bpf_ready, workloads, tmp_path, sig,
+                                                       no_leftovers):
+    worker = subprocess.Popen([workloads["fp_chain"], "30"])
+    out = tmp_path / "sig.folded"
+    try:
+        prof = subprocess.Popen(profiler_cmd("record", "-p", str(worker.pid), "-o", str(out)),
+                                cwd=REPO, stderr=subprocess.PIPE, text=True)
+        assert wait_for_programs(True), "the profiler never loaded its program"
+        time.sleep(1.0)
+        prof.send_signal(sig)
+        _, err = prof.communicate(timeout=30)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert prof.returncode == 0, err
+    assert "Traceback" not in err
+    rows = parse_folded(out.read_text())
+    assert sum(n for f, n in rows if "chain_leaf" in f) > 50
+
+
+def test_whole_system_svg_and_no_program_left(bpf_ready, workloads, tmp_path, no_leftovers):
+    worker = subprocess.Popen([workloads["fp_chain"], "15"])
+    try:
+        run = run_profiler("record", "-d", "1", "-o", str(tmp_path / "a.svg"))
+    finally:
+        worker.kill()
+        worker.wait()
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "a.svg").read_bytes().startswith(b"<?xml")
+    svg = (tmp_path / "a.svg").read_text()
+    assert "all processes: cpu-clock at 99 Hz, 1.0 s" in svg and " lost (" in svg
+    assert "chain_leaf" in svg
+    assert loaded_programs() == []
+
+
+def test_pid_exiting_during_the_run_keeps_its_samples(bpf_ready, workloads, tmp_path,
+                                                      no_leftovers):
+    worker = subprocess.Popen([workloads["fp_chain"], "60"])
+    out = tmp_path / "gone.folded"
+    prof = subprocess.Popen(profiler_cmd("record", "-p", str(worker.pid), "-d", "50",
+                                         "-o", str(out)),
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for_programs(True), "the profiler never loaded its program"
+        time.sleep(1.0)
+    finally:
+        worker.kill()  # the target exits mid-run
+        worker.wait()
+    _, err = prof.communicate(timeout=30)
+    assert prof.returncode == 0, err
+    assert "every target exited" in err and "Traceback" not in err
+    rows = parse_folded(out.read_text())
+    assert sum(n for f, n in rows if "chain_leaf" in f) > 50
+
+
+def test_no_such_pid_and_command_not_found(bpf_ready, no_leftovers):
+    run = run_profiler("record", "-p", "999999999", "-d", "1")
+    assert run.returncode != 0 and "no such process: 999999999" in run.stderr
+    _one_message(run.stderr)
+    run = run_profiler("record", "--", "no-such-command-xyz")
+    assert run.returncode != 0 and "command not found: no-such-command-xyz" in run.stderr
+    _one_message(run.stderr)
+
+
+def test_not_root_is_one_message(bpf_ready, tmp_path):
+    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          *profiler_cmd("record", "-d", "1", "-o", str(tmp_path / "x.svg"))],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    _one_message(run.stderr)
+    assert "root" in run.stderr and "CAP_BPF" in run.stderr
+
+
+def test_bcc_not_importable_is_one_message(bpf_ready, tmp_path):
+    fake = tmp_path / "fake" / "bcc"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no bcc here (test)')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    run = subprocess.run(profiler_cmd("record", "-d", "1", "-o", str(tmp_path / "x.svg")),
+                         cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode != 0
+    _one_message(run.stderr)
+    assert "BCC" in run.stderr and "make setup" in run.stderr
+
+
+def test_compile_failure_shows_the_compiler_message(bpf_ready, tmp_path, no_leftovers):
+    tree = tmp_path / "headers"
+    (tree / "include" / "linux").mkdir(parents=True)
+    (tree / "include" / "linux" / "kconfig.h").write_text('#error "broken headers for a test"\n')
+    env = dict(os.environ, BCC_KERNEL_SOURCE=str(tree))
+    run = subprocess.run(profiler_cmd("record", "-d", "1", "-o", str(tmp_path / "x.svg")),
+                         cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode != 0
+    _one_message(run.stderr)
+    assert "broken headers for a test" in run.stderr
+
+
+def test_raw_profile_and_report(bpf_ready, workloads, tmp_path):
+    raw = tmp_path / "p.json"
+    run = run_profiler("record", "-F", "499", "-o", str(raw), "--", workloads["fp_chain"], "0.5")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(raw.read_text())
+    assert doc["format"] == "profiler-raw" and doc["version"] == 1
+    folded = tmp_path / "p.folded"
+    run = run_profiler("report", str(raw), "-o", str(folded), "--per-pid")
+    assert run.returncode == 0, run.stderr
+    rows = parse_folded(folded.read_text())
+    assert any(f[0].startswith("fp_chain-") and "chain_leaf" in f for f, _ in rows)
+    svg = tmp_path / "p.svg"
+    run = run_profiler("report", str(raw), "-o", str(svg), "--title", "My title")
+    assert run.returncode == 0, run.stderr
+    assert "My title" in svg.read_text()
+
+
+def test_list_events_asks_the_kernel(bpf_ready):
+    run = run_profiler("list-events")
+    assert run.returncode == 0, run.stderr
+    names = [l.split()[0] for l in run.stdout.splitlines()]
+    assert "cpu-clock" in names and "page-faults" in names
+    from profiler.events import probe, build_attr, resolve_event
+    from profiler.options import Sampling
+    cycles_ok = probe(build_attr(resolve_event("cycles"), Sampling()), 0) is None
+    assert ("cycles" in names) == cycles_ok
+
+
+def test_stdout_output_is_folded(bpf_ready, workloads):
+    run = run_profiler("record", "-q", "-o", "-", "--", workloads["fp_chain"], "0.5")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert any("chain_leaf" in f for f, _ in parse_folded(run.stdout))

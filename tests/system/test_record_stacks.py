@@ -1,0 +1,158 @@
+"""What `profiler record` samples: frames named and complete, nothing lost."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from sysutil import (REPO, bpf_ready, no_leftovers, parse_folded, profiler_cmd,  # noqa: F401
+                     run_profiler, wait_for_programs, workloads)
+
+pytestmark = pytest.mark.root
+
+
+def _user_frames(frames: list[str]) -> list[str]:
+    return [f for f in frames[1:] if not f.endswith("_[k]")]
+
+
+def test_c_workload_under_command_has_main_to_leaf_named(bpf_ready, workloads, tmp_path,
+                                                          no_leftovers):
+    out = tmp_path / "out.folded"
+    run = run_profiler("record", "-F", "999", "-o", str(out), "--", workloads["fp_chain"], "2")
+    assert run.returncode == 0, run.stderr
+    assert "command exited with status 3" in run.stderr
+    assert "Traceback" not in run.stderr
+    rows = [(f, n) for f, n in parse_folded(out.read_text()) if f[0] == "fp_chain"]
+    total = sum(n for _, n in rows)
+    assert total > 1000  # ~2 s at 999 Hz on one CPU
+    # main..leaf, in order, all named. GCC gives the small leaf no frame, so a
+    # frame-pointer walk from inside it skips its caller (chain_middle): the
+    # one skip the CFI unwinder will remove.
+    full = re.compile(r"(^|;)main;chain_outer;(chain_middle;)?chain_leaf$")
+    good = sum(n for f, n in rows if full.search(";".join(_user_frames(f))))
+    assert good >= 0.9 * total, (good, total, sorted(rows, key=lambda r: -r[1])[:5])
+    # The folded output is canonical: sorted, one line per stack.
+    lines = out.read_text().splitlines()
+    stacks = [l.rpartition(" ")[0] for l in lines]
+    assert lines == sorted(lines) and len(set(stacks)) == len(stacks)
+
+
+def test_many_distinct_stacks_lose_under_a_thousandth(bpf_ready, workloads, tmp_path):
+    out = tmp_path / "many.json"
+    run = run_profiler("record", "-F", "999", "-d", "5", "-o", str(out),
+                       "--", workloads["many_stacks"], "30")
+    assert run.returncode == 0, run.stderr
+    from profiler.model import RawProfile
+    profile = RawProfile.from_json(out.read_text())
+    taken = profile.stats["samples"]
+    lost = profile.stats["lost_stack_store_full"] + profile.stats["lost_counts_map_full"]
+    assert taken > 4000
+    assert lost < 0.001 * taken, profile.stats
+    # Every sample taken is either counted or counted as lost: no silent loss.
+    assert profile.total_counted + lost == taken
+    distinct_user = {c.user_stack for c in profile.counts if c.comm == "many_stacks"}
+    assert len(distinct_user) > 2000
+    assert re.search(r"\d+ samples, \d+ lost \(0\.\d\d%\)", run.stderr)
+
+
+def test_pid_target_includes_threads_started_during_the_run(bpf_ready, workloads, tmp_path):
+    proc = subprocess.Popen([workloads["threads"], "30", "-1"])  # 2nd thread on SIGUSR1
+    out = tmp_path / "threads.folded"
+    try:
+        prof = subprocess.Popen(profiler_cmd("record", "-p", str(proc.pid), "-d", "30",
+                                             "--per-thread", "-o", str(out)),
+                                cwd=REPO, stderr=subprocess.PIPE, text=True)
+        assert wait_for_programs(True), "the profiler never loaded its program"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.5)
+        prof.send_signal(signal.SIGINT)
+        _, err = prof.communicate(timeout=30)
+        assert prof.returncode == 0, err
+    finally:
+        proc.kill()
+        proc.wait()
+    rows = parse_folded(out.read_text())
+    tids = {f[0] for f, _ in rows}
+    assert all(t.startswith(f"threads-{proc.pid}/") for t in tids), tids
+    # Demangled template names, each on its own thread; the second thread
+    # was created after the profiler attached.
+    by_fn = {fn: {f[0] for f, _ in rows if fn in f}
+             for fn in ("work::Spinner<int>::spin(double)", "work::Spinner<double>::spin(double)")}
+    assert all(by_fn.values()), out.read_text()[:2000]
+    assert by_fn["work::Spinner<int>::spin(double)"].isdisjoint(by_fn["work::Spinner<double>::spin(double)"])
+
+
+def test_command_with_two_cpp_threads(bpf_ready, workloads, tmp_path):
+    out = tmp_path / "cpp.folded"
+    run = run_profiler("record", "-F", "499", "--per-thread", "-o", str(out),
+                       "--", workloads["threads"], "1.5", "0.2")
+    assert run.returncode == 0, run.stderr
+    rows = parse_folded(out.read_text())
+    threads_seen = {f[0] for f, _ in rows if any("work::Spinner<" in x for x in f)}
+    assert len(threads_seen) == 2, threads_seen
+    assert not any("_ZN" in x for f, _ in rows for x in f)
+
+
+def test_process_exiting_mid_run_keeps_its_symbols(bpf_ready, workloads, tmp_path):
+    """Short-lived processes, each running a binary deleted while it runs."""
+    stop = threading.Event()
+
+    def spawn():
+        i = 0
+        while not stop.is_set():
+            exe = tmp_path / f"exiter{i % 100}"
+            shutil.copy(workloads["exiter"], exe)
+            p = subprocess.Popen([str(exe), "0.25"])
+            time.sleep(0.05)
+            os.unlink(exe)
+            p.wait()
+            i += 1
+
+    spawner = threading.Thread(target=spawn, daemon=True)
+    spawner.start()
+    try:
+        out = tmp_path / "exit.folded"
+        run = run_profiler("record", "-F", "499", "-d", "3", "-o", str(out))
+        assert run.returncode == 0, run.stderr
+    finally:
+        stop.set()
+        spawner.join()
+    rows = [(f, n) for f, n in parse_folded(out.read_text()) if f[0].startswith("exiter")]
+    total = sum(n for _, n in rows)
+    named = sum(n for f, n in rows if "exiter_work" in f)
+    assert total > 100, out.read_text()[:1000]
+    assert named >= 0.9 * total, [r for r in rows if "exiter_work" not in r[0]][:5]
+    assert not any("[unknown]" in x for f, _ in rows for x in f)
+
+
+def test_page_faults_with_period_one(bpf_ready, workloads, tmp_path):
+    out = tmp_path / "pf.folded"
+    run = run_profiler("record", "-e", "page-faults", "-c", "1", "-o", str(out),
+                       "--", workloads["pagefault"], "3000")
+    assert run.returncode == 0, run.stderr
+    rows = parse_folded(out.read_text())
+    touching = sum(n for f, n in rows if "touch_pages" in f)
+    assert 3000 <= touching <= 3100, touching  # one sample per fault, each fault once
+
+
+def test_kernel_only_and_user_only(bpf_ready, workloads, tmp_path):
+    k = tmp_path / "k.folded"
+    run = run_profiler("record", "-K", "-F", "499", "-o", str(k),
+                       "--", workloads["pagefault"], "20000")
+    assert run.returncode == 0, run.stderr
+    rows = parse_folded(k.read_text())
+    assert rows and all(x.endswith("_[k]") for f, _ in rows for x in f[1:])
+    assert sum(n for f, n in rows if "asm_exc_page_fault_[k]" in f) > 10
+    u = tmp_path / "u.folded"
+    run = run_profiler("record", "-U", "-F", "499", "-o", str(u),
+                       "--", workloads["fp_chain"], "0.5")
+    assert run.returncode == 0, run.stderr
+    rows = parse_folded(u.read_text())
+    assert rows and not any(x.endswith("_[k]") for f, _ in rows for x in f)

@@ -1,0 +1,15 @@
+/* Touches fresh anonymous pages in touch_pages(): one page fault per page.
+ * Usage: pagefault PAGES */
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+__attribute__((noinline)) void touch_pages(char *p, long pages, long size) {
+    for (long i = 0; i < pages; i++) p[i * size] = 1;
+}
+int main(int argc, char **argv) {
+    long pages = argc > 1 ? atol(argv[1]) : 2000, size = sysconf(_SC_PAGESIZE);
+    char *p = mmap(0, pages * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 1;
+    touch_pages(p, pages, size);
+    return 0;
+}

@@ -1,0 +1,74 @@
+"""ELF symbols and the address formulas, on binaries compiled in the test."""
+import shutil
+import subprocess
+
+import pytest
+
+from profiler.maps import MapEntry
+from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+from profiler.symbolize.addresses import elf_vaddr, file_offset
+from profiler.symbolize.elf import load_elf
+from profiler.symbolize.symbolizer import Symbolizer
+
+SRC = """
+__attribute__((noinline)) int alpha(int x) { return x * 3 + 1; }
+__attribute__((noinline)) int beta(int x) { return alpha(x) + 2; }
+int main(int argc, char **argv) { return beta(argc); }
+"""
+
+
+def nm(path):
+    out = subprocess.run(["nm", "--defined-only", path], capture_output=True, text=True).stdout
+    return {l.split()[2]: int(l.split()[0], 16) for l in out.splitlines() if len(l.split()) == 3}
+
+
+@pytest.fixture(scope="module", params=["-pie", "-no-pie"])
+def binary(request, tmp_path_factory):
+    if shutil.which("gcc") is None or shutil.which("nm") is None:
+        pytest.skip("needs gcc and nm")
+    d = tmp_path_factory.mktemp("elf")
+    (d / "t.c").write_text(SRC)
+    exe = d / "t"
+    subprocess.run(["gcc", "-O1", request.param, "-fPIE" if request.param == "-pie" else "-fno-pie",
+                    "-o", str(exe), str(d / "t.c")], check=True)
+    return str(exe)
+
+
+def test_formulas():
+    assert file_offset(0x7F0000001234, 0x7F0000001000, 0x1000) == 0x1234
+    assert elf_vaddr(0x1234, 0x1000, 0x401000) == 0x401234
+
+
+def test_symbols_by_vaddr(binary):
+    elf = load_elf(binary)
+    syms = nm(binary)
+    for name in ("alpha", "beta", "main"):
+        assert elf.lookup(syms[name]) == (name, 0)
+        assert elf.lookup(syms[name] + 1) == (name, 1)
+
+
+def test_user_frame_through_maps_snapshot(binary):
+    """Map the text segment at a made-up address, as the loader would, and
+    resolve an absolute address through snapshot -> file offset -> vaddr."""
+    elf = load_elf(binary)
+    text = next(s for s in elf.segments if s.vaddr <= nm(binary)["alpha"] < s.vaddr + s.filesz)
+    base = 0x7F5500000000 if "-pie" in binary or text.vaddr < 0x400000 else 0
+    start = base + text.vaddr - text.offset % 4096 if base else text.vaddr - text.offset % 4096
+    page_off = text.offset - text.offset % 4096
+    entry = MapEntry(start=start, end=start + text.filesz + 8192, perms="r-xp",
+                     offset=page_off, dev="fd:01", inode=1, path=binary)
+    profile = RawProfile(
+        info=RecordingInfo(target="t", event="cpu-clock", event_type=1, event_config=0,
+                           frequency=99, period=None, duration=1.0, cpus=(0,), sides="both",
+                           per_thread=False, started=0.0),
+        counts=(), stacks={},
+        processes={5: ProcessInfo(pid=5, snapshots=(MapsSnapshot(time=0, entries=(entry,)),))},
+        stats={})
+    sym = Symbolizer(profile, path_for=lambda e: binary)
+    addr = entry.start + (nm(binary)["beta"] - text.vaddr) + (text.offset - page_off) + 2
+    assert sym.user_frame(5, addr, leaf=True).name == "beta"
+    far = entry.end - 1
+    frame = sym.user_frame(5, far, leaf=True)
+    assert not frame.resolved and frame.name.startswith("t+0x")
+    assert sym.user_frame(5, 0x10, leaf=True).name == "[unmapped]+0x10"
+    assert sym.user_frame(6, 0x10, leaf=True).name == "[no maps]+0x10"
