@@ -12,10 +12,13 @@ system:
 	@bash scripts/setup-system.sh
 
 # --system-site-packages: BCC comes from Debian (python3-bpfcc), not PyPI.
+# compat editable mode: a plain path entry, no import hook at every start-up.
+# compileall: start-up reads bytecode even where PYTHONDONTWRITEBYTECODE is set.
 $(STAMP): pyproject.toml | system
 	$(PYTHON_SYSTEM) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q profiler flamegraph
 	touch $(STAMP)
 
 demo: setup

@@ -4,7 +4,11 @@ Run as root:  .venv/bin/python bench/record.py [--skip-loss]
 
 Prints, side by side:
   - in-kernel cost per sample: kernel.bpf_stats_enabled=1, run_time_ns /
-    run_cnt of each tool's perf_event program, read while it runs (999 Hz);
+    run_cnt of each tool's perf_event program at 999 Hz. Both tools run at
+    the same time on the same process, so they sample the same code under the
+    same load (run one after the other, the figures swing by 30%); median of
+    three 6 s rounds, on a process with one hot path (fp_chain) and on the
+    many-stacks workload;
   - wall time and peak RSS of a whole 1 s profile (99 Hz, -p PID, to a file:
     SVG for ours, folded text for BCC's), best of 5, interleaved;
   - samples lost on the many-stacks workload (a random walk through 8
@@ -18,6 +22,7 @@ import json
 import os
 import pathlib
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -28,13 +33,13 @@ from profiler.kheaders import kernel_source, plan_headers  # noqa: E402
 
 BCC_PROFILE = "/usr/sbin/profile-bpfcc"
 OURS = [sys.executable, "-m", "profiler", "record"]
-WORKLOAD = ROOT / "tests" / "system" / "workloads" / "many_stacks.c"
+WORKLOADS = ROOT / "tests" / "system" / "workloads"
 
 
-def build(tmp: pathlib.Path) -> str:
-    exe = tmp / "many_stacks"
+def build(tmp: pathlib.Path, name: str = "many_stacks") -> str:
+    exe = tmp / name
     subprocess.run(["gcc", "-O2", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls",
-                    "-pthread", "-o", str(exe), str(WORKLOAD)], check=True)
+                    "-pthread", "-o", str(exe), str(WORKLOADS / f"{name}.c")], check=True)
     return str(exe)
 
 
@@ -44,19 +49,34 @@ def perf_event_progs() -> dict[int, tuple[str, int, int]]:
             for p in json.loads(out or "[]") if p.get("type") == "perf_event"}
 
 
-def cost_per_sample(cmd: list[str], env: dict, seconds: float) -> tuple[float, int]:
-    """ns per run of the tool's perf_event program, and runs seen."""
+def cost_side_by_side(pid: str, env: dict, seconds: int = 6) -> dict[str, tuple[float, int]]:
+    """ns per run and runs of each tool's perf_event program, both attached at once."""
     before = set(perf_event_progs())
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for cmd in ([*OURS, "-q", "-F", "999", "-p", pid, "-d", str(seconds),
+                          "-o", "/dev/null", "--format", "folded"],
+                         [BCC_PROFILE, "-F", "999", "-f", "-p", pid, str(seconds)])]
     last: dict = {}
-    while proc.poll() is None:
+    while any(p.poll() is None for p in procs):
         now = {i: v for i, v in perf_event_progs().items() if i not in before}
-        if now:
+        if len(now) >= 2:
             last = now
         time.sleep(0.2)
-    ns = sum(v[1] for v in last.values())
-    runs = sum(v[2] for v in last.values())
-    return (ns / runs if runs else float("nan")), runs
+    tools = {"prof_sample": "ours", "do_perf_event": "bcc"}
+    return {tools.get(name, name): (ns / runs if runs else float("nan"), runs)
+            for name, ns, runs in last.values()}
+
+
+def median_cost(exe: str, args: list[str], env: dict, rounds: int = 3) -> dict[str, tuple[float, int]]:
+    worker = subprocess.Popen([exe, *args])
+    try:
+        time.sleep(0.2)
+        results = [cost_side_by_side(str(worker.pid), env) for _ in range(rounds)]
+    finally:
+        worker.kill()
+        worker.wait()
+    return {tool: (statistics.median(r[tool][0] for r in results),
+                   sum(r[tool][1] for r in results)) for tool in ("ours", "bcc")}
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -119,15 +139,13 @@ def main() -> int:
             env = dict(os.environ)
             if src:
                 env["BCC_KERNEL_SOURCE"] = src
+            chain = build(tmp, "fp_chain")
+            costs = {"one hot path (fp_chain)": median_cost(chain, ["600"], env),
+                     "many stacks": median_cost(exe, ["600"], env)}
             worker = subprocess.Popen([exe, "600"])
             try:
                 time.sleep(0.2)
                 pid = str(worker.pid)
-                ours_cost = cost_per_sample(
-                    [*OURS, "-q", "-F", "999", "-p", pid, "-d", "4", "-o", str(tmp / "c.folded")],
-                    env, 4)
-                bcc_cost = cost_per_sample(
-                    [BCC_PROFILE, "-F", "999", "-f", "-p", pid, "4"], env, 4)
                 ours_runs, bcc_runs = [], []
                 for _ in range(args.repeat):  # interleaved: both see the same load
                     ours_runs.append(timed([*OURS, "-q", "-p", pid, "-d", "1",
@@ -137,8 +155,10 @@ def main() -> int:
                 worker.kill()
                 worker.wait()
             print(f"{'':34}{'ours':>14}{'BCC profile':>14}")
-            print(f"{'in-kernel ns per sample (999 Hz)':34}{ours_cost[0]:>14.0f}{bcc_cost[0]:>14.0f}")
-            print(f"{'  (program runs measured)':34}{ours_cost[1]:>14}{bcc_cost[1]:>14}")
+            for workload, cost in costs.items():
+                print(f"{'in-kernel ns/sample, ' + workload:34}"
+                      f"{cost['ours'][0]:>14.0f}{cost['bcc'][0]:>14.0f}")
+                print(f"{'  (program runs measured)':34}{cost['ours'][1]:>14}{cost['bcc'][1]:>14}")
             print(f"{'1 s profile, wall s (best)':34}{min(r[0] for r in ours_runs):>14.2f}"
                   f"{min(r[0] for r in bcc_runs):>14.2f}")
             print(f"{'1 s profile, peak RSS MB (best)':34}{min(r[1] for r in ours_runs):>14.0f}"

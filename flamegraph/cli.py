@@ -12,7 +12,6 @@ import re
 import sys
 from typing import Iterable, Iterator, Sequence
 
-from flamegraph.api import Rendered, render
 from flamegraph.color import background, read_palette_map, write_palette_map
 from flamegraph.errors import FlameGraphError, InputError, OptionError
 from flamegraph.nameattr import parse_nameattr
@@ -173,7 +172,7 @@ def perl_style_argv(argv: Sequence[str], parser: argparse.ArgumentParser) -> lis
     return out
 
 
-def report(result: Rendered) -> None:
+def report(result) -> None:
     if result.ignored_lines:
         where = ", ".join(str(n) for n in result.ignored_line_numbers)
         more = ", ..." if result.ignored_lines > len(result.ignored_line_numbers) else ""
@@ -192,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(perl_style_argv(argv, parser))
     except SystemExit as e:  # argparse has printed its message
         return int(e.code or 0)
+    # Imported here, not above: `profiler record` shares this module's options
+    # and should not pay for svgwrite before it needs to draw.
+    from flamegraph.api import render
     try:
         options = options_from_args(ns)
         result = render(read_lines(ns.files, ns.encoding or "utf-8"), options)

@@ -10,7 +10,6 @@ import argparse
 import pathlib
 import sys
 
-from flamegraph.api import render
 from flamegraph.folded import decode_lines
 from flamegraph.options import Options
 from flamegraph.output import write_atomically
@@ -113,6 +112,7 @@ def run_compare(ns: argparse.Namespace) -> int:
 
 
 def differential_svg(result: Comparison, baseline_shape: bool) -> bytes:
+    from flamegraph.api import render
     b, c = result.baseline, result.current
     lines = differential_lines(b, c, normalize=result.options.normalize,
                                baseline_shape=baseline_shape)

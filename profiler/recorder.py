@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -125,7 +126,20 @@ def record(options: RecordOptions,
             launcher.stop()
 
 
+def _warm_up() -> None:
+    """Import what writing the output needs while the run samples.
+
+    The main thread mostly waits in the kernel during a run; loading the
+    symbolizer and renderer then, rather than after it, takes their import
+    time off the end of a short profile. Not before compiling: clang's peak
+    memory would add to theirs.
+    """
+    import flamegraph.api  # noqa: F401  (svgwrite)
+    import profiler.output  # noqa: F401  (pyelftools)
+
+
 def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progress) -> Recording:
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     kind = options.target.kind
     sampler.on_notice(lambda pid, k: tracker.notice(pid, exec_=k == 2))
     if kind in (TargetKind.PIDS, TargetKind.TIDS):
@@ -194,10 +208,13 @@ def _drain(drained, counts, stacks, sampler, tracker) -> None:
     """Merge drained counts, copy out stacks, and re-read the maps of the
     processes just sampled (a changed map gets a new snapshot)."""
     pids = set()
+    new_ids = set()
     for key, value in drained:
         counts[key] = counts.get(key, 0) + value
         pids.add(key.pid)
+        new_ids.update(k for k in (key.user_hash, key.kernel_hash) if k not in stacks)
     stacks.update(sampler.drain_stacks())
+    stacks.update(sampler.resolve_stack_ids(new_ids))
     for pid in pids:
         if not tracker.known(pid):
             tracker.snapshot(pid)

@@ -10,12 +10,15 @@
 //   PER_THREAD          1: key counts by thread id as well
 //   INCLUDE_IDLE        1: keep samples of the idle task (pid 0)
 //
-// Stacks are keyed by their content (a 64-bit hash of the frames), not by a
-// stack-map bucket, so two stacks never collide into one slot and no sample
-// is dropped while a bucket is taken. User space drains both maps during the
-// run: counts are double-buffered (control[0] says which map is live) and
-// stacks are copied out and deleted; a deleted stack is simply stored again
-// by its next sample. Every sample that cannot be kept is counted in `stats`.
+// A stack is stored the way BCC's profile tool stores it, in a stack-trace
+// map by bucket id (the kernel walks, hashes and dedups in one helper), and
+// that map is never cleared during the run, so an id always names the same
+// stack. Where BCC's tool loses the sample (the bucket already holds another
+// stack: -EEXIST), we walk again and store the frames by their content (a
+// 64-bit hash) in a hash map that user space drains every second. Count keys
+// say which store holds a stack: bit 63 set for a bucket id, clear for a hash.
+// Counts are double-buffered (control[0] says which map is live). Every
+// sample that cannot be kept is counted in `stats`.
 
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
@@ -35,6 +38,16 @@
 #ifndef EEXIST
 #define EEXIST 17
 #endif
+#ifndef EFAULT
+#define EFAULT 14
+#endif
+#define STACK_ID_TAG (1ULL << 63)
+#ifndef STACK_ID_SLOTS
+#define STACK_ID_SLOTS (2 * STACK_STORAGE_SIZE)  // buckets: fewer collisions, less walking again
+#endif
+#ifndef RECENT_SLOTS
+#define RECENT_SLOTS 1024  // per-CPU cache of stack hashes already stored; a power of 2
+#endif
 
 // Indexes of `stats`; keep in step with STATS in profiler/bpf_program.py.
 enum stat_index {
@@ -52,8 +65,8 @@ enum notice_kind { NOTICE_NEW = 1, NOTICE_EXEC = 2 };
 struct sample_key {
     u32 pid;           // process (tgid)
     u32 tid;           // thread, 0 unless PER_THREAD
-    u64 user_hash;     // 0: no user frames
-    u64 kernel_hash;   // 0: no kernel frames
+    u64 user_hash;     // 0: no user frames; STACK_ID_TAG | id, or a content hash
+    u64 kernel_hash;   // 0: no kernel frames; likewise
     char comm[16];
 };
 
@@ -73,7 +86,11 @@ struct notice {
 };
 
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
+BPF_STACK_TRACE(stack_ids, STACK_ID_SLOTS);
 BPF_HASH(stacks, u64, struct stack, STACK_STORAGE_SIZE);
+// A hash found here was stored once, so its frames reach user space (a drain
+// copies a stack out before deleting it): repeats skip the hash-map update.
+BPF_PERCPU_ARRAY(recent, u64, RECENT_SLOTS);
 BPF_HASH(counts0, struct sample_key, u64, COUNTS_SIZE);
 BPF_HASH(counts1, struct sample_key, u64, COUNTS_SIZE);
 BPF_ARRAY(control, u32, 1);
@@ -134,25 +151,39 @@ static __always_inline void announce(u32 tgid)
     }
 }
 
-// Hash a stack by content; 0 is kept for "no frames".
+// Hash a stack by content; 0 is kept for "no frames", bit 63 for bucket ids.
 static __always_inline u64 stack_hash(struct stack *s, u64 seed)
 {
     u64 h = seed ^ (s->nr * 0x9E3779B97F4A7C15ULL);
+    // A bounded loop (kernel >= 5.3), not 127 unrolled copies per call site.
+#pragma clang loop unroll(disable)
     for (int i = 0; i < MAX_DEPTH; i++) {
         if (i >= s->nr)
             break;
         h = (h ^ s->ips[i]) * 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
+    h &= ~STACK_ID_TAG;
     return h ? h : 1;
 }
 
-// Walk one side into `s` and store it by content; *hash is 0 for no frames.
-// Returns 0, or -1 when the sample is lost (the stack store is full).
+// Walk one side and store it; *hash is 0 for no frames. Returns 0, or -1
+// when the sample is lost (the content store is full).
 static __always_inline int take_stack(struct bpf_perf_event_data *ctx, struct stack *s,
                                       u64 flags, u64 seed, u32 walk_error, u64 *hash)
 {
     *hash = 0;
+    int id = stack_ids.get_stackid(ctx, flags);
+    if (id >= 0) {
+        *hash = STACK_ID_TAG | (u32)id;
+        return 0;
+    }
+    if (id != -EEXIST) {  // -EFAULT: nothing to walk; anything else: an error
+        if (id != -EFAULT)
+            stat_add(walk_error);
+        return 0;
+    }
+    // The bucket holds another stack: walk again and store by content.
     long len = bpf_get_stack(ctx, s->ips, sizeof(s->ips), flags);
     if (len < 0) {
         stat_add(walk_error);
@@ -162,12 +193,16 @@ static __always_inline int take_stack(struct bpf_perf_event_data *ctx, struct st
     if (s->nr == 0)
         return 0;
     u64 h = stack_hash(s, seed);
-    if (!stacks.lookup(&h)) {
-        int err = stacks.insert(&h, s);
+    u32 slot = h & (RECENT_SLOTS - 1);
+    u64 *seen_before = recent.lookup(&slot);
+    if (!seen_before || *seen_before != h) {
+        int err = stacks.insert(&h, s);  // one update; EEXIST: stored already
         if (err != 0 && err != -EEXIST) {
             stat_add(STAT_LOST_STACK_FULL);
             return -1;
         }
+        if (seen_before)
+            *seen_before = h;
     }
     *hash = h;
     return 0;
