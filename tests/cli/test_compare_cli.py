@@ -78,3 +78,37 @@ def test_strip_hex_merges_addresses(tmp_path):
     assert p.returncode == 0
     names = {f["name"] for f in json.loads((tmp_path / "r.json").read_text())["functions"]}
     assert "0x..." in names
+
+
+def raw_profile_json(user_count: int, other_count: int) -> str:
+    """A raw profile as `profiler record -o x.json` writes it (no BPF needed)."""
+    from profiler.maps import MapEntry
+    from profiler.model import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+    info = RecordingInfo(target="PID 5", event="cpu-clock", event_type=1, event_config=0,
+                         frequency=99, period=None, duration=2.0, cpus=(0,), sides="both",
+                         per_thread=False, started=1.5, command_status=None,
+                         stopped_by="duration")
+    entry = MapEntry(start=0x1000, end=0x3000, perms="r-xp", offset=0, dev="fd:01", inode=7,
+                     path="/nonexistent/app")
+    return RawProfile(
+        info=info,
+        counts=(CountRecord(pid=5, tid=0, comm="app", user_stack=11, kernel_stack=0,
+                            count=user_count),
+                CountRecord(pid=5, tid=0, comm="app", user_stack=12, kernel_stack=0,
+                            count=other_count)),
+        stacks={11: (0x1010, 0x1020), 12: (0x2010, 0x1020)},
+        processes={5: ProcessInfo(pid=5, snapshots=(MapsSnapshot(time=0.5, entries=(entry,)),))},
+        stats={"samples": user_count + other_count},
+    ).to_json()
+
+
+def test_raw_profiles_are_compared_like_folded_ones(tmp_path):
+    (tmp_path / "base.json").write_text(raw_profile_json(1000, 9000))
+    (tmp_path / "head.json").write_text(raw_profile_json(3000, 7000))
+    p = run(str(tmp_path / "base.json"), str(tmp_path / "head.json"), "--fail-on", "5",
+            "--json", str(tmp_path / "r.json"))
+    assert p.returncode == 1, p.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["baseline"]["total_samples"] == 10000
+    # Unnamed frames read module+0xFILE_OFFSET; the leaf (file offset 0x10) grew 10% -> 30%.
+    assert report["failed"] == ["app+0x10"]

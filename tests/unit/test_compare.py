@@ -146,5 +146,9 @@ def test_differential_lines_feed_flamegraph_with_current_shape():
     fills = {g.find("s:title", ns).text.split(" (")[0]: g.find("s:rect", ns).get("fill")
              for g in svg.findall("s:g[@id='frames']/s:g", ns)}
     assert fills["a"] == "rgb(255,0,0)" and fills["b"] == "rgb(0,0,255)"
+    titles = {g.find("s:title", ns).text for g in svg.findall("s:g[@id='frames']/s:g", ns)}
+    # Widths are CURRENT's samples; the delta is the change in the frame's own samples.
+    assert "a (300 samples, 75.00%; +25.00%)" in titles
+    assert "b (100 samples, 25.00%; -25.00%)" in titles
     assert differential_lines(base, head, normalize=True, baseline_shape=True) == \
         ["app;a 300 200", "app;b 100 200"]
