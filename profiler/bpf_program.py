@@ -56,15 +56,22 @@ def pid_max() -> int:
         return 4194304  # the kernel's limit on 64-bit
 
 
-def defines(options: RecordOptions) -> dict[str, int]:
-    """The -D flags that configure profile.bpf.c for these options."""
+def defines(options: RecordOptions, cgroup_id: int | None = None) -> dict[str, int]:
+    """The -D flags that configure profile.bpf.c for these options.
+
+    `cgroup_id`: `-- COMMAND` runs in a cgroup of its own; filter on it, so
+    its children are sampled too (else only the command's own process is).
+    """
     kind = options.target.kind
+    by_cgroup = cgroup_id is not None
     return {
         "MAX_DEPTH": max_stack_depth(),
         "STACK_STORAGE_SIZE": options.stack_storage_size,
         "COUNTS_SIZE": options.stack_storage_size,
         "PID_WORDS": (pid_max() + 63) // 64,
-        "FILTER_TGID": int(kind in (TargetKind.PIDS, TargetKind.COMMAND)),
+        "FILTER_TGID": int(kind is TargetKind.PIDS or (kind is TargetKind.COMMAND and not by_cgroup)),
+        "FILTER_CGROUP": int(by_cgroup),
+        "TARGET_CGROUP_ID": cgroup_id or 0,
         "FILTER_TID": int(kind is TargetKind.TIDS),
         "WANT_USER": int(options.sides is not StackSides.KERNEL),
         "WANT_KERNEL": int(options.sides is not StackSides.USER),
@@ -144,8 +151,9 @@ def _compiler_message(text: str) -> str:
 class BpfSampler:
     """Compiled program, attached perf events and the maps of one run."""
 
-    def __init__(self, options: RecordOptions, kernel_source: str | None) -> None:
-        self.flags = defines(options)
+    def __init__(self, options: RecordOptions, kernel_source: str | None,
+                 cgroup_id: int | None = None) -> None:
+        self.flags = defines(options, cgroup_id)
         self._bcc = import_bcc()
         self._perf_fds: list[int] = []
         self._live = 0

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Callable, Iterator
 from profiler import events
 from profiler.errors import TargetError, UsageError
 from profiler.kheaders import kernel_source, plan_headers
+from profiler.cgroup import CommandCgroup
 from profiler.launcher import Launcher
 from profiler.model import CountRecord, RawProfile, RecordingInfo
 from profiler.options import RecordOptions, TargetKind
@@ -109,12 +111,13 @@ def record(options: RecordOptions,
     attr = events.check_event(event, options.sampling, cpus[0])  # before anything is loaded
     plan = plan_headers()
     launcher = Launcher(options.target.command) if options.target.kind is TargetKind.COMMAND else None
+    cgroup = _command_cgroup(launcher) if launcher is not None else None
     tracker = ProcessTracker()
     flag: dict = {}
     try:
         with _stop_on_signals(flag):
             with kernel_source(plan) as src:
-                sampler = bpf_program.BpfSampler(options, src)
+                sampler = bpf_program.BpfSampler(options, src, cgroup.id if cgroup else None)
             with sampler:
                 return _run(options, sampler, attr, cpus, event, launcher, tracker, flag,
                             on_progress)
@@ -124,6 +127,20 @@ def record(options: RecordOptions,
     finally:
         if launcher is not None:
             launcher.stop()
+        if cgroup is not None:
+            cgroup.close()
+
+
+def _command_cgroup(launcher: Launcher) -> CommandCgroup | None:
+    """Put the (not yet started) command in a cgroup of its own, if we can."""
+    cgroup = CommandCgroup.create(f"profiler-{os.getpid()}")
+    if cgroup is not None and not cgroup.add(launcher.pid):
+        cgroup.close()
+        cgroup = None
+    if cgroup is None:
+        print("profiler: warning: no cgroup v2 hierarchy to run the command in; only its "
+              "own process is profiled, not the processes it starts", file=sys.stderr)
+    return cgroup
 
 
 def _warm_up() -> None:

@@ -6,6 +6,8 @@
 //   STACK_STORAGE_SIZE  distinct stacks held between two drains
 //   COUNTS_SIZE         distinct (process, thread, comm, stacks) keys per drain
 //   FILTER_TGID / FILTER_TID   1: sample only ids found in the `targets` map
+//   FILTER_CGROUP       1: sample only tasks in cgroup (v2) TARGET_CGROUP_ID:
+//                       `-- COMMAND` and every process it starts
 //   WANT_USER / WANT_KERNEL    1: walk that side of the stack
 //   PER_THREAD          1: key counts by thread id as well
 //   INCLUDE_IDLE        1: keep samples of the idle task (pid 0)
@@ -128,7 +130,10 @@ static __always_inline int wanted(u32 tgid, u32 tid)
     if (tid == 0)
         return 0;
 #endif
-#if FILTER_TGID
+#if FILTER_CGROUP
+    if (bpf_get_current_cgroup_id() != TARGET_CGROUP_ID)
+        return 0;
+#elif FILTER_TGID
     if (!is_target(tgid))
         return 0;
 #elif FILTER_TID

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -156,3 +157,19 @@ def test_kernel_only_and_user_only(bpf_ready, workloads, tmp_path):
     assert run.returncode == 0, run.stderr
     rows = parse_folded(u.read_text())
     assert rows and not any(x.endswith("_[k]") for f, _ in rows for x in f)
+
+
+def test_processes_the_command_starts_are_profiled_too(bpf_ready, workloads, tmp_path,
+                                                       no_leftovers):
+    # A shell that forks the workload (the `; true` keeps it from exec'ing it
+    # in place), as `profiler record -- make bench` or a script would.
+    out = tmp_path / "out.folded"
+    script = f"{workloads['fp_chain']} 1; true"
+    run = run_profiler("record", "-F", "999", "-o", str(out), "--", "/bin/sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    assert "warning" not in run.stderr
+    rows = [(f, n) for f, n in parse_folded(out.read_text()) if f[0] == "fp_chain"]
+    assert sum(n for _, n in rows) > 500  # ~1 s at 999 Hz, in the child
+    assert any("chain_leaf" in f for f, _ in rows)
+    # The command's cgroup is gone afterwards.
+    assert not list(pathlib.Path("/sys/fs/cgroup").glob("**/profiler-*"))

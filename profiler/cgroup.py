@@ -1,0 +1,74 @@
+"""A cgroup v2 of its own for `-- COMMAND`, so its children are profiled too.
+
+Every process the command starts inherits its cgroup, from its first
+instruction; the BPF program compares bpf_get_current_cgroup_id() with the
+cgroup's id (the inode number of its directory). No task_struct layout is
+needed, which matters here: the kernel headers may not match the kernel.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+
+
+def parse_cgroup2_mount(mountinfo: str) -> str | None:
+    """The cgroup2 mount point in /proc/self/mountinfo text, if any."""
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if sep and right.split()[:1] == ["cgroup2"]:
+            return left.split()[4]
+    return None
+
+
+def parse_own_cgroup(proc_cgroup: str) -> str:
+    """Our path in the v2 hierarchy ("0::/path" in /proc/self/cgroup)."""
+    for line in proc_cgroup.splitlines():
+        if line.startswith("0::"):
+            return line[3:] or "/"
+    return "/"
+
+
+class CommandCgroup:
+    """Created under our own cgroup (or the hierarchy's root); removed on close."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self.id = path.stat().st_ino
+
+    @classmethod
+    def create(cls, name: str) -> "CommandCgroup | None":
+        """None when there is no cgroup v2 hierarchy we may create one in."""
+        try:
+            mount = parse_cgroup2_mount(pathlib.Path("/proc/self/mountinfo").read_text())
+            own = parse_own_cgroup(pathlib.Path("/proc/self/cgroup").read_text())
+        except OSError:
+            return None
+        if mount is None:
+            return None
+        for parent in (pathlib.Path(mount) / own.lstrip("/"), pathlib.Path(mount)):
+            path = parent / name
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            return cls(path)
+        return None
+
+    def add(self, pid: int) -> bool:
+        """Move `pid` in; False if the kernel refuses (the caller falls back)."""
+        try:
+            (self.path / "cgroup.procs").write_text(f"{pid}\n")
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        """Move any process left (a daemonized child) out, then remove the cgroup."""
+        with contextlib.suppress(OSError):
+            parent_procs = self.path.parent / "cgroup.procs"
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    parent_procs.write_text(f"{pid}\n")
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
