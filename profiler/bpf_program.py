@@ -162,6 +162,7 @@ class BpfSampler:
         if kernel_source:
             os.environ["BCC_KERNEL_SOURCE"] = kernel_source
         try:
+            _release_freed_memory()  # what importing left behind, before clang's peak
             with _captured_stderr() as log:
                 try:
                     self._bpf = self._bcc.BPF(

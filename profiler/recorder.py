@@ -178,7 +178,10 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     stopped_by = ""
     while not stopped_by:
         now = time.monotonic()
-        sampler.poll(max(0.0, min(POLL, next_drain - now)))
+        wake = min(POLL, next_drain - now)
+        if options.duration is not None:  # end on time, not up to POLL late
+            wake = min(wake, t0 + options.duration - now)
+        sampler.poll(max(0.0, wake))
         tracker.service()
         now = time.monotonic()
         if now >= next_drain:
