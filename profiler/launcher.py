@@ -7,6 +7,7 @@ its first instruction to its exit.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -27,6 +28,19 @@ def resolve_command(argv: tuple[str, ...]) -> str:
     return path
 
 
+def _set_comm(name: str) -> None:
+    """Name the waiting child after the command (prctl PR_SET_NAME).
+
+    It is sampled from the moment it is released, and execve's own kernel
+    work (tearing down our copy of Python's memory) belongs to the command,
+    not to a process called "python" or "profiler".
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)
+    except (AttributeError, OSError):
+        pass
+
+
 class Launcher:
     def __init__(self, argv: tuple[str, ...]) -> None:
         self.argv = argv
@@ -40,6 +54,7 @@ class Launcher:
                 os.close(self._err_r)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
                     signal.signal(sig, signal.SIG_DFL)
+                _set_comm(os.path.basename(self.path))
                 if os.read(go_r, 1) != b"g":
                     os._exit(126)
                 os.close(go_r)
