@@ -9,7 +9,6 @@ Each figure is the best of three runs.
 """
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import time

@@ -13,10 +13,10 @@ import sys
 from typing import Iterable, Iterator, Sequence
 
 from flamegraph.color import background, read_palette_map, write_palette_map
-from flamegraph.errors import FlameGraphError, InputError, OptionError
+from flamegraph.errors import InputError, OptionError
 from flamegraph.nameattr import parse_nameattr
 from flamegraph.options import PALETTES, ColorMode, MinWidth, Options, Order
-from flamegraph.output import quiet_broken_pipe, write_all, write_atomically
+from flamegraph.output import run_command, write_all, write_atomically
 
 PALETTE_FILE = "palette.map"  # --cp reads and writes it in the working directory
 _DEFAULTS = Options()
@@ -194,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here, not above: `profiler record` shares this module's options
     # and should not pay for svgwrite before it needs to draw.
     from flamegraph.api import render
-    try:
+
+    def body() -> int:
         options = options_from_args(ns)
         result = render(read_lines(ns.files, ns.encoding or "utf-8"), options)
         if ns.output:
@@ -206,17 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   encoding="utf-8")
         report(result)
         return 0 if result.ok else 2
-    except FlameGraphError as e:
-        print(f"flamegraph: {e.user_message()}", file=sys.stderr)
-        return e.exit_code
-    except BrokenPipeError:
-        quiet_broken_pipe(sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except MemoryError:
-        print("flamegraph: out of memory while rendering", file=sys.stderr)
-        return 1
+
+    return run_command("flamegraph", body)
 
 
 def main_entry() -> None:

@@ -11,9 +11,9 @@ import sys
 from typing import Sequence
 
 from flamegraph.diff import diff_folded
-from flamegraph.errors import FlameGraphError, InputError
+from flamegraph.errors import InputError
 from flamegraph.folded import Folded, decode_lines, parse_folded
-from flamegraph.output import quiet_broken_pipe, write_all
+from flamegraph.output import run_command, write_all
 
 PROG = "flamegraph-diff"
 _FOLDED_HINT = "each line should read frame;frame;frame COUNT (the output of a stackcollapse script)"
@@ -101,21 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit as e:  # argparse has printed usage and its message
         return int(e.code or 0)
-    try:
+
+    def body() -> int:
         output = run(ns.before, ns.after, normalize=ns.normalize, strip_hex=ns.strip_hex)
         write_all(sys.stdout.buffer, output)
         return 0
-    except FlameGraphError as e:
-        print(f"{PROG}: {e.user_message()}", file=sys.stderr)
-        return e.exit_code
-    except BrokenPipeError:
-        quiet_broken_pipe(sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except MemoryError:
-        print(f"{PROG}: out of memory", file=sys.stderr)
-        return 1
+
+    return run_command(PROG, body)
 
 
 def main_entry() -> None:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 import tempfile
+from typing import Callable
 
-from flamegraph.errors import InputError
+from flamegraph.errors import FlameGraphError, InputError
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -42,3 +44,20 @@ def quiet_broken_pipe(stream_fd: int) -> None:
     """The reader went away (`| head`): silence the flush at exit too."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, stream_fd)
+
+
+def run_command(prog: str, body: Callable[[], int]) -> int:
+    """Run a CLI's work; every known failure is one line on stderr, no traceback."""
+    try:
+        return body()
+    except FlameGraphError as e:
+        print(f"{prog}: {e.user_message()}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:
+        quiet_broken_pipe(sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except MemoryError:
+        print(f"{prog}: out of memory", file=sys.stderr)
+        return 1

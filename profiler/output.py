@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from typing import Callable
 
@@ -106,19 +105,13 @@ def write_output(profile: RawProfile, path: str, fmt: OutputFormat, grouping: Gr
 
 
 def _write(path: str, data: bytes) -> None:
+    """Standard output completely, or a file atomically (never half a file)."""
+    from flamegraph.errors import InputError
+    from flamegraph.output import write_all, write_atomically
     if path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_all(sys.stdout.buffer, data)
         return
-    tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"cannot write {path}: {err.strerror}",
-                          "choose a writable path with -o") from None
+        write_atomically(path, data)
+    except InputError as err:
+        raise OutputError(str(err), "choose a writable path with -o") from None
