@@ -71,6 +71,7 @@ def defines(options: RecordOptions, cgroup_id: int | None = None) -> dict[str, i
         "PID_WORDS": (pid_max() + 63) // 64,
         "FILTER_TGID": int(kind is TargetKind.PIDS or (kind is TargetKind.COMMAND and not by_cgroup)),
         "FILTER_CGROUP": int(by_cgroup),
+        "SINGLE_TARGET": options.target.ids[0] if len(options.target.ids) == 1 else 0,
         "TARGET_CGROUP_ID": cgroup_id or 0,
         "FILTER_TID": int(kind is TargetKind.TIDS),
         "WANT_USER": int(options.sides is not StackSides.KERNEL),

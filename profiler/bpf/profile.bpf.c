@@ -6,6 +6,7 @@
 //   STACK_STORAGE_SIZE  distinct stacks held between two drains
 //   COUNTS_SIZE         distinct (process, thread, comm, stacks) keys per drain
 //   FILTER_TGID / FILTER_TID   1: sample only ids found in the `targets` map
+//   SINGLE_TARGET       the one id to sample, when there is only one (0: use the map)
 //   FILTER_CGROUP       1: sample only tasks in cgroup (v2) TARGET_CGROUP_ID:
 //                       `-- COMMAND` and every process it starts
 //   WANT_USER / WANT_KERNEL    1: walk that side of the stack
@@ -77,17 +78,13 @@ struct stack {
     u64 ips[MAX_DEPTH];
 };
 
-struct scratch {
-    struct stack user;
-    struct stack kernel;
-};
 
 struct notice {
     u32 pid;
     u32 kind;
 };
 
-BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
+BPF_PERCPU_ARRAY(scratch, struct stack, 1);  // the walk of a colliding stack
 BPF_STACK_TRACE(stack_ids, STACK_ID_SLOTS);
 BPF_HASH(stacks, u64, struct stack, STACK_STORAGE_SIZE);
 // A hash found here was stored once, so its frames reach user space (a drain
@@ -133,8 +130,14 @@ static __always_inline int wanted(u32 tgid, u32 tid)
 #if FILTER_CGROUP
     if (bpf_get_current_cgroup_id() != TARGET_CGROUP_ID)
         return 0;
+#elif FILTER_TGID && SINGLE_TARGET
+    if (tgid != SINGLE_TARGET)  // one process: a compare, not a map lookup
+        return 0;
 #elif FILTER_TGID
     if (!is_target(tgid))
+        return 0;
+#elif FILTER_TID && SINGLE_TARGET
+    if (tid != SINGLE_TARGET)
         return 0;
 #elif FILTER_TID
     if (!is_target(tid))
@@ -174,8 +177,8 @@ static __always_inline u64 stack_hash(struct stack *s, u64 seed)
 
 // Walk one side and store it; *hash is 0 for no frames. Returns 0, or -1
 // when the sample is lost (the content store is full).
-static __always_inline int take_stack(struct bpf_perf_event_data *ctx, struct stack *s,
-                                      u64 flags, u64 seed, u32 walk_error, u64 *hash)
+static __always_inline int take_stack(struct bpf_perf_event_data *ctx, u64 flags, u64 seed,
+                                      u32 walk_error, u64 *hash)
 {
     *hash = 0;
     int id = stack_ids.get_stackid(ctx, flags);
@@ -189,6 +192,10 @@ static __always_inline int take_stack(struct bpf_perf_event_data *ctx, struct st
         return 0;
     }
     // The bucket holds another stack: walk again and store by content.
+    u32 zero = 0;
+    struct stack *s = scratch.lookup(&zero);
+    if (!s)
+        return 0;
     long len = bpf_get_stack(ctx, s->ips, sizeof(s->ips), flags);
     if (len < 0) {
         stat_add(walk_error);
@@ -254,11 +261,6 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     if (tgid != 0)
         announce(tgid);
 
-    u32 zero = 0;
-    struct scratch *sc = scratch.lookup(&zero);
-    if (!sc)
-        return 0;
-
     struct sample_key key = {.pid = tgid};
 #if PER_THREAD
     key.tid = tid;
@@ -266,7 +268,7 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 #if WANT_USER
-    if (take_stack(ctx, &sc->user, BPF_F_USER_STACK, 0x75736572ULL,
+    if (take_stack(ctx, BPF_F_USER_STACK, 0x75736572ULL,
                    STAT_USER_WALK_ERROR, &key.user_hash) < 0)
         return 0;
 #endif
@@ -275,11 +277,12 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     // Interrupted in user mode: there are no kernel frames to walk.
     if ((ctx->regs.cs & 3) != 3)
 #endif
-    if (take_stack(ctx, &sc->kernel, 0, 0x6b65726eULL,
+    if (take_stack(ctx, 0, 0x6b65726eULL,
                    STAT_KERNEL_WALK_ERROR, &key.kernel_hash) < 0)
         return 0;
 #endif
 
+    u32 zero = 0;
     u32 *live = control.lookup(&zero);
     if (!count(live ? *live : 0, &key))
         stat_add(STAT_LOST_COUNTS_FULL);
