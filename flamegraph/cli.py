@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Sequence
 
 from flamegraph.color import background, read_palette_map, write_palette_map
 from flamegraph.errors import InputError, OptionError
+from flamegraph.folded import describe_ignored
 from flamegraph.nameattr import parse_nameattr
 from flamegraph.options import PALETTES, ColorMode, MinWidth, Options, Order
 from flamegraph.output import run_command, write_all, write_atomically
@@ -174,10 +175,8 @@ def perl_style_argv(argv: Sequence[str], parser: argparse.ArgumentParser) -> lis
 
 def report(result) -> None:
     if result.ignored_lines:
-        where = ", ".join(str(n) for n in result.ignored_line_numbers)
-        more = ", ..." if result.ignored_lines > len(result.ignored_line_numbers) else ""
-        print(f"flamegraph: ignored {result.ignored_lines} line(s) with invalid format "
-              f"(line {where}{more})", file=sys.stderr)
+        print("flamegraph: " + describe_ignored(result.ignored_lines,
+                                                result.ignored_line_numbers), file=sys.stderr)
     for warning in result.warnings:
         print(f"flamegraph: {warning}", file=sys.stderr)
     if not result.ok:

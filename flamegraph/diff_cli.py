@@ -12,7 +12,7 @@ from typing import Sequence
 
 from flamegraph.diff import diff_folded
 from flamegraph.errors import InputError
-from flamegraph.folded import Folded, decode_lines, parse_folded
+from flamegraph.folded import Folded, decode_lines, describe_ignored, parse_folded
 from flamegraph.output import run_command, write_all
 
 PROG = "flamegraph-diff"
@@ -69,10 +69,8 @@ def load(path: str) -> Folded:
 def report(path: str, folded: Folded) -> None:
     """One summary line per file, never one per bad line."""
     if folded.ignored:
-        where = ", ".join(str(n) for n in folded.ignored_line_numbers)
-        more = ", ..." if folded.ignored > len(folded.ignored_line_numbers) else ""
-        print(f"{PROG}: {path}: ignored {folded.ignored} line(s) with invalid format "
-              f"(line {where}{more})", file=sys.stderr)
+        print(f"{PROG}: {path}: " + describe_ignored(folded.ignored, folded.ignored_line_numbers),
+              file=sys.stderr)
     if folded.differential:
         # Probably an earlier diff's output; difffolded.pl keeps the first
         # count as part of the stack, and so do we, but say so.

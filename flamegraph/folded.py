@@ -8,6 +8,7 @@ empty frames dropped. Lines that do not parse are counted, never fatal.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import re
 from typing import Iterable, Iterator
@@ -95,21 +96,6 @@ def parse_line(line: str) -> Entry | None:
     return Entry(line, first[0], first[1], count)
 
 
-def _parse_line_regex(line: str) -> Entry | None:
-    """The reference grammar, kept for the tests to compare the fast path with."""
-    last = _TAIL.search(line)
-    if last is None:
-        return None
-    end = last.start()
-    first = _TAIL.search(line, 0, end)
-    counts = [float(m.group(1)) for m in (first, last) if m is not None]
-    if _INF in counts:
-        return None
-    if first is None:
-        return Entry(line, end, counts[0])
-    return Entry(line, first.start(), counts[0], counts[1])
-
-
 def strip_line_ending(line: str) -> str:
     """Remove one LF, CRLF or CR line end (CRLF files are accepted)."""
     if line.endswith("\n"):
@@ -135,6 +121,13 @@ def parse_folded(lines: Iterable[str]) -> Folded:
     return Folded(tuple(entries), ignored, tuple(first_bad))
 
 
+def describe_ignored(count: int, line_numbers: tuple[int, ...]) -> str:
+    """'ignored N line(s) with invalid format (line 3, 7, ...)': said once per input."""
+    where = ", ".join(str(n) for n in line_numbers)
+    more = ", ..." if count > len(line_numbers) else ""
+    return f"ignored {count} line(s) with invalid format (line {where}{more})"
+
+
 def split_frames(stack: str) -> list[str]:
     """Split a stack as Perl's `split ";"`: trailing empty frames are dropped."""
     frames = stack.split(";")
@@ -145,9 +138,12 @@ def split_frames(stack: str) -> list[str]:
 
 def format_count(value: float) -> str:
     """A count as folded files write it: integral values without '.0' or exponent."""
-    if math.isfinite(value) and float(value).is_integer():
+    if not math.isfinite(value):
+        return repr(value)
+    if float(value).is_integer():
         return str(int(value))
-    return repr(value)
+    # The folded grammar has no exponent: 1e-06 must read 0.000001.
+    return format(decimal.Decimal(repr(float(value))), "f")
 
 
 def format_line(frames: Iterable[str], count: float, count2: float | None = None) -> str:

@@ -6,7 +6,6 @@ failure prints its message and remedy, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
@@ -284,7 +283,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"{PROG}: error: {err.user_message()}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from flamegraph.output import quiet_broken_pipe
+        quiet_broken_pipe(sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from typing import Iterable, Mapping
 
-from flamegraph.folded import parse_folded, split_frames
+from flamegraph.folded import format_line, parse_folded, split_frames
 
 SIGNIFICANCE = 0.01  # p below this: the change is unlikely to be noise
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
@@ -225,11 +225,6 @@ def differential_lines(baseline: Profile, current: Profile, *, normalize: bool,
         before = baseline.stacks.get(stack, 0.0) * scale
         after = current.stacks.get(stack, 0.0)
         first, second = (after, before) if baseline_shape else (before, after)
-        lines.append(f"{';'.join(f.replace(';', ':') for f in stack)} {_count(first)} {_count(second)}")
+        # Six decimals: scaled counts read back exactly enough, and stay short.
+        lines.append(format_line(stack, round(first, 6), round(second, 6)))
     return lines
-
-
-def _count(value: float) -> str:
-    """A count in the folded grammar (digits and an optional fraction only)."""
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return text or "0"

@@ -1,8 +1,28 @@
 """The folded-stack grammar, as flamegraph.pl reads it."""
 from hypothesis import given, strategies as st
 
-from flamegraph.folded import (decode_lines, format_line, parse_folded, parse_line,
-                               split_frames, _parse_line_regex)
+import re
+
+from flamegraph.folded import (Entry, decode_lines, format_line, parse_folded, parse_line,
+                               split_frames)
+
+# flamegraph.pl's grammar as one regular expression: the reference the fast
+# parser is compared with.
+_TAIL = re.compile(r"[\t\n\v\f\r ](\d+(?:\.\d*)?)\Z", re.ASCII)
+
+
+def _parse_line_regex(line):
+    last = _TAIL.search(line)
+    if last is None:
+        return None
+    end = last.start()
+    first = _TAIL.search(line, 0, end)
+    counts = [float(m.group(1)) for m in (first, last) if m is not None]
+    if float("inf") in counts:
+        return None
+    if first is None:
+        return Entry(line, end, counts[0])
+    return Entry(line, first.start(), counts[0], counts[1])
 
 
 def test_count_is_the_last_number():
@@ -58,6 +78,9 @@ def test_unicode_digits_are_not_counts():
 def test_format_line_replaces_semicolons_in_names():
     assert format_line(["a", "std::array<int; 3>"], 5) == "a;std::array<int: 3> 5"
     assert format_line(["a"], 1.5, 2) == "a 1.5 2"
+    # No exponent: the grammar would not read it back.
+    assert format_line(["a"], 1e-06) == "a 0.000001"
+    assert parse_line(format_line(["a"], 2.5e-08)).count == 2.5e-08
 
 
 line_text = st.text(alphabet=st.sampled_from(list("ab ;\t.0123456789\r\x0b\u00e9")), max_size=30)
