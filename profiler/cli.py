@@ -6,6 +6,7 @@ failure prints its message and remedy, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -48,6 +49,11 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     group.add_argument("--per-pid", action="store_true", help="first frame comm-PID")
     group.add_argument("--per-thread", action="store_true", help="first frame comm-PID/TID")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    p.add_argument("--no-demangle", action="store_true",
+                   help="keep C++ and Rust symbol names as the binary spells them")
+    p.add_argument("--debug-dir", action="append", metavar="DIR",
+                   help="where separate debug files live (.build-id/ and debuglink "
+                        f"trees; repeatable; default {':'.join(opt.DEFAULT_DEBUG_DIRS)})")
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
@@ -145,7 +151,12 @@ def output_options(ns: argparse.Namespace) -> opt.OutputOptions:
         if fmt is None:
             raise UsageError(f"cannot tell the output format of {path!r} from its extension",
                              "use .svg, .folded, .txt or .json, or give --format")
-    return opt.OutputOptions(path=path, format=fmt, grouping=_grouping(ns))
+    defaults = opt.SymbolizeOptions()
+    symbolize = opt.SymbolizeOptions(
+        demangle=not ns.no_demangle,
+        debug_dirs=tuple(os.path.abspath(d) for d in ns.debug_dir) if ns.debug_dir
+        else defaults.debug_dirs)
+    return opt.OutputOptions(path=path, format=fmt, grouping=_grouping(ns), symbolize=symbolize)
 
 
 def _render_factory(ns: argparse.Namespace):
@@ -185,6 +196,7 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
         folded = _write(recording.profile, out, render, recording.files.path_for)
     finally:
         recording.close()
+    _warn([*recording.files.warnings, *(folded.warnings if folded else ())])
     if not ns.quiet:
         _summary(recording.profile, out, folded)
     return 0
@@ -201,6 +213,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
         raise OutputError(f"cannot read {ns.raw}: {err.strerror}",
                           "give a raw profile written by 'profiler record -o FILE.json'") from None
     folded = _write(profile, out, render, None)
+    _warn(folded.warnings if folded else ())
     if not ns.quiet:
         _summary(profile, out, folded)
     return 0
@@ -208,7 +221,14 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 def _write(profile, out, render, path_for):
     from profiler.output import write_output
-    return write_output(profile, out.path, out.format, out.grouping, render, path_for)
+    return write_output(profile, out.path, out.format, out.grouping, render, path_for,
+                        out.symbolize)
+
+
+def _warn(warnings) -> None:
+    """Whole-run problems, each once, even under -q: they explain the output."""
+    for warning in dict.fromkeys(warnings):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
 
 
 def _summary(profile, out, folded) -> None:

@@ -27,6 +27,12 @@ class MapEntry:
         return self.inode != 0 and self.path.startswith("/")
 
     @property
+    def anonymous_code(self) -> bool:
+        """Executable memory no file backs: a JIT's code, say (not the
+        kernel-provided [vdso] and [vsyscall] pages)."""
+        return not self.is_file and self.path not in ("[vdso]", "[vsyscall]", "[vvar]")
+
+    @property
     def deleted(self) -> bool:
         return self.path.endswith(DELETED)
 

@@ -7,6 +7,7 @@ were alive.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from typing import Mapping
@@ -40,6 +41,8 @@ class ProcessInfo:
     snapshots: tuple[MapsSnapshot, ...] = ()
     kernel_thread: bool = False  # no user memory at all
     exited: bool = False  # gone before the recording ended
+    foreign_mounts: bool = False  # in another mount namespace (a container) than the profiler
+    vdso: str = ""  # key of its vDSO image in RawProfile.vdso_images
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,6 +73,11 @@ class RawProfile:
     stacks: Mapping[int, tuple[int, ...]]
     processes: Mapping[int, ProcessInfo]
     stats: Mapping[str, int]  # samples and in-kernel losses, by name
+    # JIT perf-map entries (start, size, name) covering sampled addresses, by
+    # pid: read while recording, since the map lives in the process's /tmp.
+    jit: Mapping[int, tuple[tuple[int, int, str], ...]] = dataclasses.field(default_factory=dict)
+    # The processes' vDSO images (a few KB; one per ABI), by content digest.
+    vdso_images: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def total_counted(self) -> int:
@@ -85,10 +93,15 @@ class RawProfile:
             "stacks": {str(h): list(a) for h, a in sorted(self.stacks.items())},
             "processes": {str(pid): {
                 "kernel_thread": p.kernel_thread, "exited": p.exited,
+                "foreign_mounts": p.foreign_mounts, "vdso": p.vdso,
                 "snapshots": [{"time": s.time, "entries": [dataclasses.astuple(e) for e in s.entries]}
                               for s in p.snapshots]}
                 for pid, p in sorted(self.processes.items())},
             "stats": dict(sorted(self.stats.items())),
+            "jit": {str(pid): [list(e) for e in entries]
+                    for pid, entries in sorted(self.jit.items())},
+            "vdso_images": {k: base64.b64encode(v).decode()
+                            for k, v in sorted(self.vdso_images.items())},
         }
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
@@ -116,13 +129,19 @@ class RawProfile:
                 stacks={int(h): tuple(a) for h, a in doc["stacks"].items()},
                 processes={int(pid): ProcessInfo(
                     pid=int(pid), kernel_thread=p["kernel_thread"], exited=p["exited"],
+                    foreign_mounts=bool(p.get("foreign_mounts", False)),
+                    vdso=str(p.get("vdso", "")),
                     snapshots=tuple(MapsSnapshot(time=s["time"], entries=tuple(
                         MapEntry(start=e[0], end=e[1], perms=e[2], offset=e[3], dev=e[4],
                                  inode=e[5], path=e[6]) for e in s["entries"]))
                         for s in p["snapshots"]))
                     for pid, p in doc["processes"].items()},
                 stats=dict(doc["stats"]),
+                jit={int(pid): tuple((int(e[0]), int(e[1]), str(e[2])) for e in entries)
+                     for pid, entries in doc.get("jit", {}).items()},
+                vdso_images={str(k): base64.b64decode(v, validate=True)
+                             for k, v in doc.get("vdso_images", {}).items()},
             )
-        except (KeyError, TypeError, IndexError, ValueError) as err:
+        except (KeyError, TypeError, IndexError, ValueError) as err:  # base64 errors too
             raise OutputError(f"raw profile is damaged ({type(err).__name__}: {err})",
                               "record it again") from None

@@ -91,11 +91,21 @@ class RecordOptions:
         return self.grouping is Grouping.THREAD
 
 
+DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SymbolizeOptions:
+    demangle: bool = True  # C++ and Rust names made readable
+    debug_dirs: tuple[str, ...] = DEFAULT_DEBUG_DIRS  # roots of separate debug files
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OutputOptions:
     path: str = DEFAULT_OUTPUT  # "-" = stdout
     format: OutputFormat = OutputFormat.SVG
     grouping: Grouping = Grouping.COMM
+    symbolize: SymbolizeOptions = SymbolizeOptions()
 
 
 def format_for_path(path: str) -> OutputFormat | None:

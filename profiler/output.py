@@ -7,7 +7,7 @@ from typing import Callable
 
 from profiler.errors import OutputError
 from profiler.model import RawProfile
-from profiler.options import Grouping, OutputFormat
+from profiler.options import Grouping, OutputFormat, SymbolizeOptions
 from profiler.symbolize.symbolizer import PathFor, Symbolizer
 from profiler.fold import fold
 from profiler.unwind.stacks import UnwindSummary, unwind
@@ -40,6 +40,7 @@ class Folded:
     losses: Losses
     unresolved_frames: int
     truncated: int
+    warnings: tuple[str, ...] = ()  # whole-run symbolizing problems, one line each
 
 
 def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Losses:
@@ -62,12 +63,15 @@ def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Loss
     })
 
 
-def fold_profile(profile: RawProfile, grouping: Grouping,
-                 path_for: PathFor | None = None) -> Folded:
+def fold_profile(profile: RawProfile, grouping: Grouping, path_for: PathFor | None = None,
+                 symbolize: SymbolizeOptions = SymbolizeOptions()) -> Folded:
+    """`path_for`: the files the recorder kept open (None for a saved
+    profile, whose files are found by the paths the memory maps named)."""
     samples, summary = unwind(profile)
-    symbolizer = Symbolizer(profile, path_for)
+    symbolizer = Symbolizer(profile, path_for, options=symbolize)
     lines = fold(symbolizer.symbolize(samples), grouping)
-    return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated)
+    return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated,
+                  tuple(symbolizer.warnings))
 
 
 def title_for(profile: RawProfile) -> str:
@@ -85,13 +89,14 @@ def subtitle_for(profile: RawProfile, folded: Folded) -> str:
 
 def write_output(profile: RawProfile, path: str, fmt: OutputFormat, grouping: Grouping,
                  render_options: RenderOptionsFactory | None = None,
-                 path_for: PathFor | None = None) -> Folded | None:
+                 path_for: PathFor | None = None,
+                 symbolize: SymbolizeOptions = SymbolizeOptions()) -> Folded | None:
     """Write the profile as `fmt` to `path` ("-" = stdout). Returns the folded
     form (None for raw output, which is not symbolized)."""
     if fmt is OutputFormat.RAW:
         _write(path, (profile.to_json() + "\n").encode())
         return None
-    folded = fold_profile(profile, grouping, path_for)
+    folded = fold_profile(profile, grouping, path_for, symbolize)
     if fmt is OutputFormat.FOLDED:
         _write(path, "".join(l + "\n" for l in folded.lines).encode())
         return folded

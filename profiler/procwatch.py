@@ -4,17 +4,22 @@ For each process the recording sees, the executable mappings of
 /proc/PID/maps are saved the first time it is seen and again whenever they
 change, and every mapped file is kept open (through /proc/PID/map_files, so a
 deleted or namespaced file is still reachable) until symbolizing is done.
-A process that exits mid-run therefore keeps its symbols.
+A process that exits mid-run therefore keeps its symbols. Its vDSO image is
+copied, and its JIT perf map kept open and read at the end of the run (with
+the entries written late), the same way.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from typing import Callable
 
 from profiler.maps import MapEntry, parse_maps, read_maps
 from profiler.model import MapsSnapshot, ProcessInfo
+from profiler.symbolize import perfmap
+from profiler.symbolize.vdso import read_vdso
 
 EXEC_RESCANS = (0.02, 0.2, 0.6)  # after exec, ld.so maps the libraries from user space
 
@@ -28,11 +33,25 @@ def alive(pid: int) -> bool:
         return False
 
 
+def _other_mount_namespace(pid: int) -> bool:
+    """True for a process that sees another file system than ours (a container)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return False
+
+
 class FileKeeper:
-    """Open file descriptors for mapped files, keyed by (device, inode)."""
+    """Open file descriptors for mapped files, keyed by (device, inode); the
+    processes' vDSO images and JIT perf maps."""
 
     def __init__(self) -> None:
         self._fds: dict[tuple[str, int], int] = {}
+        self._vdso: dict[int, str] = {}  # pid -> digest of its vDSO image
+        self._images: dict[str, bytes] = {}  # digest -> image: one copy of each
+        self._perf_maps: dict[int, int] = {}  # pid -> descriptor
+        self._refused: set[int] = set()
+        self.warnings: list[str] = []
 
     def keep(self, pid: int, entry: MapEntry) -> None:
         if not entry.is_file or entry.file_key in self._fds:
@@ -54,11 +73,50 @@ class FileKeeper:
         fd = self._fds.get(entry.file_key)
         return f"/proc/self/fd/{fd}" if fd is not None else None
 
+    def keep_vdso(self, pid: int, entry: MapEntry) -> None:
+        if pid not in self._vdso:
+            image = read_vdso(pid, entry)
+            if image:
+                digest = hashlib.sha256(image).hexdigest()[:16]
+                self._images.setdefault(digest, image)
+                self._vdso[pid] = digest
+
+    def vdso_digest(self, pid: int) -> str:
+        return self._vdso.get(pid, "")
+
+    def vdso_images(self) -> dict[str, bytes]:
+        return dict(self._images)
+
+    def keep_perf_map(self, pid: int) -> None:
+        """Open the process's JIT map if it has one now (tried again later if not)."""
+        if pid in self._perf_maps or pid in self._refused:
+            return
+        try:
+            fd = perfmap.open_perf_map(pid)
+        except perfmap.PerfMapRefused as refused:
+            self._refused.add(pid)
+            self.warnings.append(str(refused))
+            return
+        if fd is not None:
+            self._perf_maps[pid] = fd
+
+    def perf_maps(self) -> dict[int, perfmap.PerfMap]:
+        """Every kept map as written by now, late entries included."""
+        maps = {}
+        for pid, fd in self._perf_maps.items():
+            maps[pid], cut = perfmap.read_fd(fd)
+            if cut:
+                self.warnings.append(
+                    f"JIT map of process {pid} is larger than {perfmap.MAX_PERF_MAP >> 20} MB; "
+                    "only its beginning was read, so some JIT frames may be unnamed")
+        return maps
+
     def close(self) -> None:
-        for fd in self._fds.values():
+        for fd in [*self._fds.values(), *self._perf_maps.values()]:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds.clear()
+        self._perf_maps.clear()
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -73,6 +131,7 @@ class ProcessTracker:
         self._kernel_threads: set[int] = set()
         self._gone: set[int] = set()
         self._due: dict[int, list[float]] = {}
+        self._foreign: set[int] = set()  # processes in another mount namespace
 
     def notice(self, pid: int, exec_: bool = False) -> None:
         """A process was seen for the first time, or replaced its image."""
@@ -92,11 +151,20 @@ class ProcessTracker:
         if not entries:
             self._kernel_threads.add(pid)
             return
-        history = self._snapshots.setdefault(pid, [])
+        if any(e.anonymous_code for e in entries):
+            self.files.keep_perf_map(pid)
+        if pid not in self._snapshots:
+            self._snapshots[pid] = []
+            if _other_mount_namespace(pid):
+                self._foreign.add(pid)
+        history = self._snapshots[pid]
         if history and history[-1].entries == entries:
             return
         for entry in entries:
-            self.files.keep(pid, entry)
+            if entry.path == "[vdso]":
+                self.files.keep_vdso(pid, entry)
+            else:
+                self.files.keep(pid, entry)
         history.append(MapsSnapshot(time=round(self._clock() - self._t0, 6), entries=entries))
 
     def service(self) -> None:
@@ -116,6 +184,12 @@ class ProcessTracker:
             if pid not in self._kernel_threads:
                 self.snapshot(pid)
 
+    def finish(self) -> None:
+        """At the end of the run: JIT maps of live processes that wrote theirs late."""
+        for pid, history in self._snapshots.items():
+            if pid not in self._gone and any(e.anonymous_code for e in history[-1].entries):
+                self.files.keep_perf_map(pid)
+
     def known(self, pid: int) -> bool:
         return pid in self._snapshots or pid in self._kernel_threads
 
@@ -123,5 +197,7 @@ class ProcessTracker:
         pids = set(self._snapshots) | self._kernel_threads
         return {pid: ProcessInfo(pid=pid, snapshots=tuple(self._snapshots.get(pid, ())),
                                  kernel_thread=pid in self._kernel_threads,
-                                 exited=pid in self._gone or not alive(pid))
+                                 exited=pid in self._gone or not alive(pid),
+                                 foreign_mounts=pid in self._foreign,
+                                 vdso=self.files.vdso_digest(pid))
                 for pid in sorted(pids)}

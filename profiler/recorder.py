@@ -20,6 +20,7 @@ from profiler.launcher import Launcher
 from profiler.model import CountRecord, RawProfile, RecordingInfo
 from profiler.options import RecordOptions, TargetKind
 from profiler.procwatch import FileKeeper, ProcessTracker, alive
+from profiler.symbolize.addresses import code_address
 
 POLL = 0.1  # seconds: how often the loop wakes to check stop conditions
 
@@ -152,7 +153,7 @@ def _warm_up() -> None:
     memory would add to theirs.
     """
     import flamegraph.api  # noqa: F401  (svgwrite)
-    import profiler.output  # noqa: F401  (pyelftools)
+    import profiler.output  # noqa: F401  (the symbolizer)
 
 
 def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progress) -> Recording:
@@ -204,6 +205,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     sampler.poll(0)
     _drain(sampler.drain_all_counts(), counts, stacks, sampler, tracker)
     stats = sampler.stats()
+    tracker.finish()
 
     info = RecordingInfo(
         target=options.target.describe(), event=event.name, event_type=event.type,
@@ -216,8 +218,25 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
     profile = RawProfile(info=info, counts=records, stacks=stacks,
-                         processes=tracker.processes(), stats=stats)
+                         processes=tracker.processes(), stats=stats,
+                         jit=_jit_entries(records, stacks, tracker.files.perf_maps()),
+                         vdso_images=tracker.files.vdso_images())
     return Recording(profile=profile, files=tracker.files)
+
+
+def _jit_entries(records, stacks, perf_maps) -> dict[int, tuple[tuple[int, int, str], ...]]:
+    """The perf-map entries that name sampled addresses, by pid: the whole
+    map can be megabytes, the profile needs a few lines of it."""
+    used: dict[int, set] = {}
+    for rec in records:
+        jit = perf_maps.get(rec.pid)
+        if not jit:
+            continue
+        for i, address in enumerate(stacks.get(rec.user_stack, ())):  # leaf first
+            hit = jit.find(code_address(address, leaf=i == 0))
+            if hit is not None:
+                used.setdefault(rec.pid, set()).add(hit)
+    return {pid: tuple(sorted(entries)) for pid, entries in used.items()}
 
 
 def _sort_key(k):

@@ -4,14 +4,23 @@ Tests that need root, BPF or a browser skip with a reason on a developer's
 machine, but under CI (CI=true) a skip would hide a broken environment, so
 there the same condition fails the test instead.
 """
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# The symbolizer keeps a disk cache under $XDG_CACHE_HOME: tests (and the
+# profilers they start) get a fresh one, never the user's.
+_CACHE_HOME = tempfile.mkdtemp(prefix="profiler-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+atexit.register(shutil.rmtree, _CACHE_HOME, True)
 
 
 def require(condition: bool, reason: str) -> None:

@@ -21,3 +21,19 @@ def file_offset(addr: AbsAddr, map_start: int, map_offset: int) -> FileOffset:
 def elf_vaddr(offset: FileOffset, p_offset: int, p_vaddr: int) -> ElfVaddr:
     """The ELF virtual address of a file offset inside a PT_LOAD segment."""
     return ElfVaddr(offset - p_offset + p_vaddr)
+
+
+def elf_vaddr_in(offset: FileOffset, segments) -> ElfVaddr | None:
+    """The ELF virtual address of a file offset through the PT_LOAD segment
+    (p_offset, p_vaddr, p_filesz) holding it, None outside every segment."""
+    for p_offset, p_vaddr, p_filesz in segments:
+        if p_offset <= offset < p_offset + p_filesz:
+            return elf_vaddr(offset, p_offset, p_vaddr)
+    return None
+
+
+def code_address(address: int, leaf: bool) -> int:
+    """The byte a stack frame stands for: the sampled instruction for the
+    leaf; for a return address the byte before it, inside the call, since a
+    call that ends a function returns past the function's end."""
+    return address if leaf else address - 1

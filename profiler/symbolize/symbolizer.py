@@ -1,26 +1,34 @@
-"""Addresses -> names: kernel by kallsyms, user through the maps snapshots,
-file offset, PT_LOAD segment and ELF symbols. A frame that cannot be named
-is data, `module+0xOFFSET` (file offset for files), never a bare [unknown].
+"""Addresses -> names, for every kind of code a profiled process runs.
+
+User addresses go through the process's maps snapshots: a file mapping gives
+a file offset, looked up in that file's symbols (objfile: .symtab, debug
+files, MiniDebugInfo, .dynsym); the [vdso] in the process's own vDSO image;
+anonymous memory in the process's JIT perf map (frames get `_[j]`). Kernel
+addresses go through /proc/kallsyms. A frame nothing names is data,
+`module+0xOFFSET`, never a bare [unknown]; whole-run problems (hidden kernel
+addresses, a refused JIT map) become one warning each.
 """
 from __future__ import annotations
 
-import dataclasses
+import bisect
 import os
-from typing import Callable
+from typing import Callable, Iterable, NamedTuple
 
-from profiler.maps import MapEntry, find_entry
+from profiler.maps import MapEntry
 from profiler.model import RawProfile
-from profiler.symbolize import elf as elfmod
-from profiler.symbolize.addresses import AbsAddr, file_offset
+from profiler.options import SymbolizeOptions
+from profiler.symbolize import objfile, perfmap
+from profiler.symbolize.addresses import AbsAddr, code_address, file_offset
+from profiler.symbolize.cache import SymbolCache, default_cache
+from profiler.symbolize.debuginfo import DEFAULT_DEBUG_DIRS
 from profiler.symbolize.demangle import demangle_all
-from profiler.symbolize.kallsyms import KernelSymbols, read_kallsyms
+from profiler.symbolize.kallsyms import KernelSymbols, load_kernel_symbols
 from profiler.unwind.stacks import StackSample
 
 PathFor = Callable[[MapEntry], "str | None"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SymbolizedSample:
+class SymbolizedSample(NamedTuple):  # one per count record: cheap to make
     pid: int
     tid: int
     comm: str
@@ -29,33 +37,64 @@ class SymbolizedSample:
     count: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):  # a tuple: made for every distinct address, so cheap to make
     name: str
     resolved: bool
+    mangled: bool = False  # a symbol name that demangling may rewrite
 
 
-def _original_path(entry: MapEntry) -> str | None:
-    return entry.file_path if os.path.exists(entry.file_path) else None
+class _ProcessMaps:
+    """A process's snapshots, newest first, each searchable by bisection."""
+
+    def __init__(self, snapshots) -> None:
+        self._snaps = []
+        for snap in reversed(snapshots):
+            entries = sorted(snap.entries, key=lambda e: e.start)
+            self._snaps.append(([e.start for e in entries], entries))
+
+    def find(self, address: int) -> MapEntry | None:
+        for starts, entries in self._snaps:
+            i = bisect.bisect_right(starts, address) - 1
+            if i >= 0 and entries[i].contains(address):
+                return entries[i]
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self._snaps)
 
 
 class Symbolizer:
     def __init__(self, profile: RawProfile, path_for: PathFor | None = None,
-                 kernel: KernelSymbols | None = None) -> None:
+                 kernel: KernelSymbols | None = None, *,
+                 options: SymbolizeOptions = SymbolizeOptions(),
+                 cache: SymbolCache | None = None) -> None:
+        """`path_for`: the files the recorder kept open, given right after a
+        recording, while /proc still describes its processes; without it (a
+        saved profile) files are found by the paths their maps named."""
         self._profile = profile
-        self._path_for = path_for or _original_path
+        self._path_for = path_for
         self._kernel = kernel
-        self._elves: dict[tuple[str, int], elfmod.ElfSymbols | None] = {}
-        self._vdso: elfmod.ElfSymbols | None | bool = False
-        self.unresolved = 0  # frames named module+offset
+        self._options = options
+        self._cache = cache if cache is not None else default_cache()
+        self._maps: dict[int, _ProcessMaps] = {}
+        self._objects: dict[tuple, objfile.ObjectSymbols | None] = {}
+        self._entry_symbols: dict[int, tuple[bool, objfile.ObjectSymbols | None]] = {}
+        self._vdso: dict[str, objfile.ObjectSymbols | None] = {}
+        self._jit = {pid: perfmap.from_entries(e) for pid, e in profile.jit.items()}
+        self.unresolved = 0  # distinct frames named module+offset
+        self.warnings: list[str] = []
 
     # ---------------------------------------------------------------- kernel
 
     def kernel_frame(self, address: int, leaf: bool) -> Frame:
         if self._kernel is None:
-            self._kernel = read_kallsyms()
-        # A return address may lie just past a call at the end of a function.
-        name = self._kernel.lookup(address if leaf else address - 1)
+            disk = self._cache if self._cache.directory else None
+            self._kernel = self._cache.remember("kallsyms", lambda: load_kernel_symbols(disk))
+            if self._kernel.hidden:
+                self.warnings.append(
+                    "kernel addresses are hidden (kernel.kptr_restrict); kernel frames read "
+                    "[kernel]: run as root with kptr_restrict at 0 or 1 to name them")
+        name = self._kernel.lookup(code_address(address, leaf))
         if name is None:
             return Frame(self._kernel.unresolved(address), False)
         return Frame(name, True)
@@ -63,71 +102,150 @@ class Symbolizer:
     # ---------------------------------------------------------------- user
 
     def user_frame(self, pid: int, address: int, leaf: bool) -> Frame:
-        proc = self._profile.processes.get(pid)
-        lookup = address if leaf else address - 1
-        entry = None
-        for snap in reversed(proc.snapshots if proc else ()):
-            entry = find_entry(snap.entries, lookup)
-            if entry:
-                break
+        lookup = code_address(address, leaf)
+        maps = self._maps.get(pid)
+        if maps is None:
+            proc = self._profile.processes.get(pid)
+            maps = self._maps[pid] = _ProcessMaps(proc.snapshots if proc else ())
+        entry = maps.find(lookup)
         if entry is None:
-            why = "[unmapped]" if proc and proc.snapshots else "[no maps]"
-            return Frame(f"{why}+0x{address:x}", False)
-        offset = file_offset(AbsAddr(address), entry.start, entry.offset)
-        symbols = self._symbols_for(entry)
+            return self._jit_frame(pid, lookup) or \
+                Frame(f"{'[unmapped]' if maps else '[no maps]'}+0x{address:x}", False)
+        key = id(entry)  # entries live as long as the profile; hashing one costs more
+        if key not in self._entry_symbols:
+            self._entry_symbols[key] = (entry.anonymous_code, self._symbols_for(pid, entry))
+        anonymous, symbols = self._entry_symbols[key]
+        if anonymous:  # a JIT's code, if its map names it
+            jit = self._jit_frame(pid, lookup)
+            if jit is not None:
+                return jit
         if symbols is not None:
-            vaddr = symbols.vaddr_of(file_offset(AbsAddr(lookup), entry.start, entry.offset))
-            hit = symbols.lookup(vaddr) if vaddr is not None else None
-            if hit:
-                return Frame(hit[0], True)
+            name = symbols.name_at(file_offset(AbsAddr(lookup), entry.start, entry.offset))
+            if name is not None:
+                return Frame(name, True, True)
+        if not anonymous:  # JIT code in a file mapping: .NET's memfd double mapping
+            jit = self._jit_frame(pid, lookup)
+            if jit is not None:
+                return jit
+        offset = file_offset(AbsAddr(address), entry.start, entry.offset)
         return Frame(f"{entry.module}+0x{offset:x}", False)
 
-    def _symbols_for(self, entry: MapEntry) -> elfmod.ElfSymbols | None:
+    def _jit_frame(self, pid: int, lookup: int) -> Frame | None:
+        jit = self._jit.get(pid)
+        name = jit.lookup(lookup) if jit else None
+        return Frame(name + perfmap.JIT_SUFFIX, True) if name is not None else None
+
+    def _symbols_for(self, pid: int, entry: MapEntry) -> objfile.ObjectSymbols | None:
         if entry.path == "[vdso]":
-            if self._vdso is False:
-                data = elfmod.read_own_vdso()
-                try:
-                    self._vdso = elfmod.load_elf_bytes(data) if data else None
-                except elfmod.ElfReadError:
-                    self._vdso = None
-            return self._vdso or None
+            return self._vdso_object(pid)
         if not entry.is_file:
             return None
-        key = entry.file_key
-        if key not in self._elves:
-            path = self._path_for(entry) or _original_path(entry)
+        root = self._root(pid)
+        key = (entry.file_key, entry.file_path, root)
+        if key not in self._objects:
+            path = self._path(entry, root)
+            self._objects[key] = objfile.load_object(
+                path, origin=entry.file_path, root=root,
+                debug_dirs=self._options.debug_dirs, cache=self._cache) if path else None
+        return self._objects[key]
+
+    def _vdso_object(self, pid: int) -> objfile.ObjectSymbols | None:
+        """From the image copied while the process ran: another kernel's, or
+        a 32-bit process's, is not ours."""
+        proc = self._profile.processes.get(pid)
+        digest = proc.vdso if proc else ""
+        if digest not in self._vdso:
+            image = self._profile.vdso_images.get(digest)
+            self._vdso[digest] = objfile.object_from_bytes(
+                image, "[vdso]", debug_dirs=self._options.debug_dirs,
+                cache=self._cache) if image else None
+        return self._vdso[digest]
+
+    def _path(self, entry: MapEntry, root: str) -> str | None:
+        """The very file the process mapped: kept open while it ran, else by
+        its path (through the process's root for a container) if that still
+        names the same inode; a deploy may have put another file there."""
+        kept = self._path_for(entry) if self._path_for is not None else None
+        if kept:
+            return kept
+        for path in ((root + entry.file_path) if root else None, entry.file_path):
             try:
-                self._elves[key] = elfmod.load_elf(path) if path else None
-            except elfmod.ElfReadError:
-                self._elves[key] = None
-        return self._elves[key]
+                if path and os.stat(path).st_ino == entry.inode:
+                    return path
+            except OSError:
+                continue
+        return None
+
+    def _root(self, pid: int) -> str:
+        """/proc/PID/root for a process that was in another mount namespace,
+        while that /proc entry is still its own (right after recording)."""
+        proc = self._profile.processes.get(pid)
+        live = self._path_for is not None and proc is not None and not proc.exited
+        return f"/proc/{pid}/root" if live and proc.foreign_mounts else ""
 
     # ---------------------------------------------------------------- batch
 
     def symbolize(self, samples: list[StackSample]) -> list[SymbolizedSample]:
-        user_cache: dict[tuple[int, int, bool], Frame] = {}
-        kernel_cache: dict[tuple[int, bool], Frame] = {}
-        staged = []
+        """Names for every sample: each distinct address is named once,
+        mangled names go to the demangler in one batch, and stacks are then
+        spelled out with C-level maps (a profile has ~20 frames a sample,
+        and a Python step per frame would cost more than the naming)."""
+        inner: dict[int, set[int]] = {}  # pid -> return addresses (looked up at address-1)
+        leaves: dict[int, set[int]] = {}  # pid -> sampled addresses
+        kernel_inner: set[int] = set()
+        kernel_leaves: set[int] = set()
         for s in samples:
-            last = len(s.user) - 1
-            user = []
-            for i, a in enumerate(s.user):
-                key = (s.pid, a, i == last)
-                if key not in user_cache:
-                    user_cache[key] = self.user_frame(s.pid, a, i == last)
-                user.append(user_cache[key])
-            last = len(s.kernel) - 1
-            kernel = []
-            for i, a in enumerate(s.kernel):
-                key = (a, i == last)
-                if key not in kernel_cache:
-                    kernel_cache[key] = self.kernel_frame(a, i == last)
-                kernel.append(kernel_cache[key])
-            staged.append((s, user, kernel))
-        names = demangle_all(f.name for f in user_cache.values() if f.resolved)
-        self.unresolved = sum(1 for f in user_cache.values() if not f.resolved) + \
-            sum(1 for f in kernel_cache.values() if not f.resolved)
-        return [SymbolizedSample(pid=s.pid, tid=s.tid, comm=s.comm,
-                                 user=tuple(names.get(f.name, f.name) for f in user),
-                                 kernel=tuple(f.name for f in kernel), count=s.count)
-                for s, user, kernel in staged]
+            if s.user:
+                inner.setdefault(s.pid, set()).update(s.user[:-1])
+                leaves.setdefault(s.pid, set()).add(s.user[-1])
+            if s.kernel:
+                kernel_inner.update(s.kernel[:-1])
+                kernel_leaves.add(s.kernel[-1])
+        user = {pid: ({a: self.user_frame(pid, a, False) for a in inner.get(pid, ())},
+                      {a: self.user_frame(pid, a, True) for a in leaves.get(pid, ())})
+                for pid in set(inner) | set(leaves)}
+        kernel = ({a: self.kernel_frame(a, False) for a in kernel_inner},
+                  {a: self.kernel_frame(a, True) for a in kernel_leaves})
+        frames = [f for pair in user.values() for side in pair for f in side.values()]
+        frames_k = [f for side in kernel for f in side.values()]
+        self.unresolved = sum(not f.resolved for f in frames) + \
+            sum(not f.resolved for f in frames_k)
+        readable = self.demangle_names(f.name for f in frames if f.mangled)
+
+        def spelled(side: dict[int, Frame]) -> dict[int, str]:
+            return {a: readable.get(f.name, f.name) if f.mangled else f.name
+                    for a, f in side.items()}
+
+        user_names = {pid: (spelled(i), spelled(l)) for pid, (i, l) in user.items()}
+        kernel_names = (spelled(kernel[0]), spelled(kernel[1]))
+
+        def names(done: dict, key, addresses: tuple[int, ...], sides) -> tuple[str, ...]:
+            if key not in done:
+                done[key] = (*map(sides[0].__getitem__, addresses[:-1]),
+                             sides[1][addresses[-1]]) if addresses else ()
+            return done[key]
+
+        empty: tuple[dict, dict] = ({}, {})
+        done_user: dict = {}
+        done_kernel: dict = {}
+        return [SymbolizedSample(
+            s.pid, s.tid, s.comm,
+            names(done_user, (s.pid, s.user), s.user, user_names.get(s.pid, empty)),
+            names(done_kernel, s.kernel, s.kernel, kernel_names), s.count) for s in samples]
+
+    def demangle_names(self, names: Iterable[str]) -> dict[str, str]:
+        """mangled -> readable for these symbol names (empty with --no-demangle)."""
+        if not self._options.demangle:
+            return {}
+        return self._cache.remember_names(names, demangle_all)
+
+
+def name_offsets(path: str, offsets: Iterable[int], *,
+                 debug_dirs: tuple[str, ...] = DEFAULT_DEBUG_DIRS, demangle: bool = True,
+                 cache: SymbolCache | None = None) -> list[str]:
+    """What frames at these offsets of one file read in a profile: the
+    (demangled) function name, or module+0xOFFSET."""
+    obj = objfile.load_object(path, debug_dirs=debug_dirs, cache=cache)
+    raw = [(obj.name_at(o), o) for o in offsets]
+    names = demangle_all(n for n, _o in raw if n) if demangle else {}
+    return [names.get(n, n) if n else f"{obj.module}+0x{o:x}" for n, o in raw]

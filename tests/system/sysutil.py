@@ -28,6 +28,7 @@ WORKLOADS = {  # name: (source, compiler, extra flags)
     "exiter": ("exiter.c", "gcc", []),
     "threads": ("threads.cpp", "g++", ["-pthread"]),
     "pagefault": ("pagefault.c", "gcc", []),
+    "vdso_loop": ("vdso_loop.c", "gcc", []),
 }
 PROGRAM_NAMES = ("prof_sample", "prof_exec")
 

@@ -7,7 +7,7 @@ import pytest
 from profiler.maps import MapEntry
 from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.symbolize.addresses import elf_vaddr, file_offset
-from profiler.symbolize.elf import load_elf
+from profiler.symbolize.elf import read_image_file
 from profiler.symbolize.symbolizer import Symbolizer
 
 SRC = """
@@ -40,17 +40,17 @@ def test_formulas():
 
 
 def test_symbols_by_vaddr(binary):
-    elf = load_elf(binary)
+    table = read_image_file(binary).symtab
     syms = nm(binary)
     for name in ("alpha", "beta", "main"):
-        assert elf.lookup(syms[name]) == (name, 0)
-        assert elf.lookup(syms[name] + 1) == (name, 1)
+        assert table.lookup(syms[name]) == (name, 0)
+        assert table.lookup(syms[name] + 1) == (name, 1)
 
 
 def test_user_frame_through_maps_snapshot(binary):
     """Map the text segment at a made-up address, as the loader would, and
     resolve an absolute address through snapshot -> file offset -> vaddr."""
-    elf = load_elf(binary)
+    elf = read_image_file(binary)
     text = next(s for s in elf.segments if s.vaddr <= nm(binary)["alpha"] < s.vaddr + s.filesz)
     base = 0x7F5500000000 if "-pie" in binary or text.vaddr < 0x400000 else 0
     start = base + text.vaddr - text.offset % 4096 if base else text.vaddr - text.offset % 4096
@@ -64,7 +64,7 @@ def test_user_frame_through_maps_snapshot(binary):
         counts=(), stacks={},
         processes={5: ProcessInfo(pid=5, snapshots=(MapsSnapshot(time=0, entries=(entry,)),))},
         stats={})
-    sym = Symbolizer(profile, path_for=lambda e: binary)
+    sym = Symbolizer(profile, lambda e: binary)
     addr = entry.start + (nm(binary)["beta"] - text.vaddr) + (text.offset - page_off) + 2
     assert sym.user_frame(5, addr, leaf=True).name == "beta"
     far = entry.end - 1
@@ -72,3 +72,45 @@ def test_user_frame_through_maps_snapshot(binary):
     assert not frame.resolved and frame.name.startswith("t+0x")
     assert sym.user_frame(5, 0x10, leaf=True).name == "[unmapped]+0x10"
     assert sym.user_frame(6, 0x10, leaf=True).name == "[no maps]+0x10"
+
+
+SYSTEM_FILES = ["/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/bin/ls", "/usr/bin/node"]
+
+
+@pytest.mark.parametrize("path", SYSTEM_FILES)
+def test_header_reader_agrees_with_pyelftools(path):
+    """Our struct-level reader against pyelftools, an independent one, on
+    real distribution files: PT_LOAD segments, build-id, debuglink, and the
+    functions of .symtab/.dynsym."""
+    import os
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not installed")
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import NoteSection, SymbolTableSection
+    ours = read_image_file(path)
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        loads = [(s["p_offset"], s["p_vaddr"], s["p_filesz"]) for s in elf.iter_segments()
+                 if s["p_type"] == "PT_LOAD"]
+        assert [(s.offset, s.vaddr, s.filesz) for s in ours.segments] == loads
+        build_id = None
+        for sec in elf.iter_sections():
+            if isinstance(sec, NoteSection):
+                for note in sec.iter_notes():
+                    if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":
+                        build_id = bytes.fromhex(note["n_desc"])
+        assert ours.build_id == build_id
+        link = elf.get_section_by_name(".gnu_debuglink")
+        if link is None:
+            assert ours.debuglink is None
+        else:
+            data = link.data()
+            assert ours.debuglink[0] == data[:data.index(b"\0")].decode()
+        table = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
+        ours_table = ours.symtab or ours.dynsym
+        assert isinstance(table, SymbolTableSection)
+        funcs = {s["st_value"] for s in table.iter_symbols()
+                 if s["st_info"]["type"] in ("STT_FUNC", "STT_LOOS") and s["st_value"]
+                 and s["st_shndx"] not in ("SHN_UNDEF", "SHN_ABS", "SHN_COMMON")}
+        assert set(ours_table.starts) == funcs

@@ -1,5 +1,7 @@
 """Raw profile JSON round trip, unwinding, loss accounting and the CLI's
 translation into options (no BPF needed)."""
+import os
+
 import pytest
 
 from profiler import cli
@@ -7,8 +9,8 @@ from profiler.errors import KernelHeadersError, OutputError
 from profiler.kheaders import plan_headers
 from profiler.maps import MapEntry
 from profiler.model import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
-from profiler.options import (Grouping, OutputFormat, RecordOptions, Sampling, StackSides,
-                              TargetKind, format_for_path)
+from profiler.options import (Grouping, OutputFormat, OutputOptions, RecordOptions, Sampling,
+                              StackSides, TargetKind, format_for_path)
 from profiler.output import losses_of
 from profiler.unwind.stacks import unwind
 
@@ -62,7 +64,12 @@ def test_cli_defaults_equal_options_defaults():
     options = cli.record_options(ns, ())
     assert options == RecordOptions(show_progress=options.show_progress)
     out = cli.output_options(ns)
-    assert (out.path, out.format, out.grouping) == ("profile.svg", OutputFormat.SVG, Grouping.COMM)
+    assert out == OutputOptions()
+    ns = cli.build_parser().parse_args(["report", "x.json", "--no-demangle",
+                                        "--debug-dir", "rel/dir", "--debug-dir", "/abs"])
+    symbolize = cli.output_options(ns).symbolize
+    assert symbolize.demangle is False
+    assert symbolize.debug_dirs == (os.path.abspath("rel/dir"), "/abs")
 
 
 def test_cli_translation():
