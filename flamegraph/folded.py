@@ -8,7 +8,6 @@ empty frames dropped. Lines that do not parse are counted, never fatal.
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import math
 import re
 from typing import Iterable, Iterator
@@ -142,7 +141,9 @@ def format_count(value: float) -> str:
         return repr(value)
     if float(value).is_integer():
         return str(int(value))
-    # The folded grammar has no exponent: 1e-06 must read 0.000001.
+    # The folded grammar has no exponent: 1e-06 must read 0.000001. (decimal
+    # is imported here: only fractional counts need it, every start-up would pay.)
+    import decimal
     return format(decimal.Decimal(repr(float(value))), "f")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import os
 import pathlib
 import tempfile
@@ -163,7 +164,8 @@ class BpfSampler:
         if kernel_source:
             os.environ["BCC_KERNEL_SOURCE"] = kernel_source
         try:
-            _release_freed_memory()  # what importing left behind, before clang's peak
+            gc.collect()  # what parsing and importing left behind, before clang's peak
+            _release_freed_memory()
             with _captured_stderr() as log:
                 try:
                     self._bpf = self._bcc.BPF(

@@ -11,9 +11,9 @@ the entries written late), the same way.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
+import zlib
 from typing import Callable
 
 from profiler.maps import MapEntry, parse_maps, read_maps
@@ -47,8 +47,8 @@ class FileKeeper:
 
     def __init__(self) -> None:
         self._fds: dict[tuple[str, int], int] = {}
-        self._vdso: dict[int, str] = {}  # pid -> digest of its vDSO image
-        self._images: dict[str, bytes] = {}  # digest -> image: one copy of each
+        self._vdso: dict[int, str] = {}  # pid -> key of its vDSO image
+        self._images: dict[bytes, str] = {}  # image -> key: one copy of each
         self._perf_maps: dict[int, int] = {}  # pid -> descriptor
         self._refused: set[int] = set()
         self.warnings: list[str] = []
@@ -77,15 +77,16 @@ class FileKeeper:
         if pid not in self._vdso:
             image = read_vdso(pid, entry)
             if image:
-                digest = hashlib.sha256(image).hexdigest()[:16]
-                self._images.setdefault(digest, image)
-                self._vdso[pid] = digest
+                if image not in self._images:  # keys: a checksum, made unique
+                    key = f"{zlib.crc32(image):08x}-{len(self._images)}"
+                    self._images[image] = key
+                self._vdso[pid] = self._images[image]
 
     def vdso_digest(self, pid: int) -> str:
         return self._vdso.get(pid, "")
 
     def vdso_images(self) -> dict[str, bytes]:
-        return dict(self._images)
+        return {key: image for image, key in self._images.items()}
 
     def keep_perf_map(self, pid: int) -> None:
         """Open the process's JIT map if it has one now (tried again later if not)."""
