@@ -185,12 +185,6 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         sampler.poll(max(0.0, wake))
         tracker.service()
         now = time.monotonic()
-        if now >= next_drain:
-            _drain(sampler.swap_and_drain_counts(), counts, stacks, sampler, tracker)
-            next_drain = now + options.drain_interval
-            if on_progress:
-                remaining = None if options.duration is None else max(0.0, options.duration - (now - t0))
-                on_progress(Progress(now - t0, remaining, sampler.stats()["samples"]))
         if flag.get("signal"):
             stopped_by = "signal " + flag["signal"]
         elif options.duration is not None and now - t0 >= options.duration:
@@ -200,6 +194,12 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         elif kind is not TargetKind.SYSTEM and launcher is None and \
                 not any(alive(i) for i in options.target.ids):
             stopped_by = "targets exited"
+        elif now >= next_drain:  # (when stopping, the final drain takes all)
+            _drain(sampler.swap_and_drain_counts(), counts, stacks, sampler, tracker)
+            next_drain = now + options.drain_interval
+            if on_progress:
+                remaining = None if options.duration is None else max(0.0, options.duration - (now - t0))
+                on_progress(Progress(now - t0, remaining, sampler.stats()["samples"]))
     sampler.stop()
     duration = time.monotonic() - t0
     sampler.poll(0)
