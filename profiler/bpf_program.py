@@ -1,4 +1,5 @@
-"""The only module that imports bcc (lazily): compile, attach, read maps.
+"""The only module that imports bcc (lazily, and only to compile): load,
+attach, read maps.
 
 `BpfSampler` owns everything loaded into the kernel for one run; `close()`
 (also via `with`) detaches and unloads all of it on every exit path.
@@ -11,13 +12,15 @@ import dataclasses
 import gc
 import os
 import pathlib
+import struct
 import tempfile
 import time
 from typing import Callable, Iterable, Iterator
 
-from profiler import events
+from profiler import bpf_image, bpf_maps, events
 from profiler.errors import BccMissingError, CompileError, NotPermittedError
 from profiler.events import PerfEventAttr
+from profiler.kheaders import HeadersPlan, kernel_source
 from profiler.options import RecordOptions, StackSides, TargetKind
 
 SOURCE = pathlib.Path(__file__).resolve().parent / "bpf" / "profile.bpf.c"
@@ -57,14 +60,15 @@ def pid_max() -> int:
         return 4194304  # the kernel's limit on 64-bit
 
 
-def defines(options: RecordOptions, cgroup_id: int | None = None) -> dict[str, int]:
+def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
     """The -D flags that configure profile.bpf.c for these options.
 
-    `cgroup_id`: `-- COMMAND` runs in a cgroup of its own; filter on it, so
+    `by_cgroup`: `-- COMMAND` runs in a cgroup of its own; filter on it, so
     its children are sampled too (else only the command's own process is).
+    Per-run values (the pid, the cgroup id) are not flags but `config`
+    entries, so that a compiled program can be kept and used again.
     """
     kind = options.target.kind
-    by_cgroup = cgroup_id is not None
     return {
         "MAX_DEPTH": max_stack_depth(),
         "STACK_STORAGE_SIZE": options.stack_storage_size,
@@ -72,8 +76,6 @@ def defines(options: RecordOptions, cgroup_id: int | None = None) -> dict[str, i
         "PID_WORDS": (pid_max() + 63) // 64,
         "FILTER_TGID": int(kind is TargetKind.PIDS or (kind is TargetKind.COMMAND and not by_cgroup)),
         "FILTER_CGROUP": int(by_cgroup),
-        "SINGLE_TARGET": options.target.ids[0] if len(options.target.ids) == 1 else 0,
-        "TARGET_CGROUP_ID": cgroup_id or 0,
         "FILTER_TID": int(kind is TargetKind.TIDS),
         "WANT_USER": int(options.sides is not StackSides.KERNEL),
         "WANT_KERNEL": int(options.sides is not StackSides.USER),
@@ -150,77 +152,143 @@ def _compiler_message(text: str) -> str:
     return "\n".join((errors or lines)[:12]) or "(the compiler printed nothing)"
 
 
-class BpfSampler:
-    """Compiled program, attached perf events and the maps of one run."""
+MAP_NAMES = ("scratch", "stack_ids", "stacks", "recent", "counts0", "counts1", "control",
+             "config", "stats", "targets", "seen", "notices")
+CONFIG_TARGET, CONFIG_CGROUP = 0, 1
+_COUNT_KEY = struct.Struct("=IIQQ16s")  # struct sample_key
+_U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
+_NOTICE = struct.Struct("=II")
 
-    def __init__(self, options: RecordOptions, kernel_source: str | None,
+
+class BpfSampler:
+    """The loaded program, attached perf events and the maps of one run.
+
+    The program comes from a kept image when one matches (bpf_image.py: no
+    compiling, BCC not even imported), else from BCC, and is kept then. Maps
+    are read through libbcc_bpf (bpf_maps.py) either way.
+    """
+
+    def __init__(self, options: RecordOptions, plan: HeadersPlan,
                  cgroup_id: int | None = None) -> None:
-        self.flags = defines(options, cgroup_id)
-        self._bcc = import_bcc()
+        self.flags = defines(options, cgroup_id is not None)
         self._perf_fds: list[int] = []
         self._live = 0
-        self._bpf = None
-        env_before = os.environ.get("BCC_KERNEL_SOURCE")
-        if kernel_source:
-            os.environ["BCC_KERNEL_SOURCE"] = kernel_source
+        self._bpf = None  # BCC's module, when compiled this run
+        self._ring: bpf_maps.RingBuffer | None = None
+        self._tp_fd = -1
+        text = program_text(self.flags)
+        key = bpf_image.key_for(text, plan.description + repr(plan))
+        self.loaded = None
+        self.compiled = False
+        image = bpf_image.read(key)
+        if image is not None:
+            try:
+                self.loaded = bpf_image.load(image)
+                self._specs = {m.name: m for m in image.maps}
+            except bpf_maps.BpfCallError:
+                self.loaded = None  # a changed kernel: compile afresh
+        if self.loaded is None:
+            image = self._compile(plan)
+            self.compiled = True
+            if image is not None:
+                bpf_image.write(key, image)
         try:
-            gc.collect()  # what parsing and importing left behind, before clang's peak
-            _release_freed_memory()
-            with _captured_stderr() as log:
-                try:
-                    self._bpf = self._bcc.BPF(
-                        text=SOURCE.read_text(),
-                        cflags=[f"-D{k}={v}" for k, v in self.flags.items()])
-                    self._prog = self._bpf.load_func(SAMPLE_FN, self._bcc.BPF.PERF_EVENT)
-                    self._bpf.attach_raw_tracepoint(tp=b"sched_process_exec", fn_name=EXEC_FN)
-                except Exception as err:  # BCC raises bare Exception
-                    failure = str(err)
-                else:
-                    failure = None
-            if failure is None:
-                _release_freed_memory()
-            if failure is not None:
-                self.close()
-                if "super-user" in failure or "Operation not permitted" in failure:
-                    raise NotPermittedError(f"the kernel refused the BPF program: {failure}",
-                                            "run as root (CAP_BPF and CAP_PERFMON)")
-                raise CompileError(
-                    f"BCC could not build the BPF program ({failure}):\n"
-                    + _compiler_message(log[0]),
-                    "check the kernel headers ('make setup'); run with --print-program "
-                    "to see the program as compiled")
-        finally:
-            if kernel_source:
+            self._setup(options, cgroup_id)
+        except BaseException:
+            self.close()
+            raise
+
+    def _compile(self, plan: HeadersPlan) -> bpf_image.Image | None:
+        """Compile with BCC and load; the image to keep (None if it cannot be kept)."""
+        bcc = import_bcc()
+        gc.collect()  # what parsing and importing left behind, before clang's peak
+        _release_freed_memory()
+        with kernel_source(plan) as source:
+            env_before = os.environ.get("BCC_KERNEL_SOURCE")
+            if source:
+                os.environ["BCC_KERNEL_SOURCE"] = source
+            try:
+                with _captured_stderr() as log:
+                    try:
+                        self._bpf = bcc.BPF(text=SOURCE.read_text(),
+                                            cflags=[f"-D{k}={v}" for k, v in self.flags.items()])
+                        progs = {name.decode(): (ptype, self._bpf.load_func(name, ptype).fd)
+                                 for name, ptype in ((SAMPLE_FN, bcc.BPF.PERF_EVENT),
+                                                     (EXEC_FN, bcc.BPF.RAW_TRACEPOINT))}
+                    except Exception as err:  # BCC raises bare Exception
+                        failure = str(err)
+                    else:
+                        failure = None
+            finally:
                 if env_before is None:
                     os.environ.pop("BCC_KERNEL_SOURCE", None)
                 else:
                     os.environ["BCC_KERNEL_SOURCE"] = env_before
+        if failure is not None:
+            self.close()
+            if "super-user" in failure or "Operation not permitted" in failure:
+                raise NotPermittedError(f"the kernel refused the BPF program: {failure}",
+                                        "run as root (CAP_BPF and CAP_PERFMON)")
+            raise CompileError(
+                f"BCC could not build the BPF program ({failure}):\n"
+                + _compiler_message(log[0]),
+                "check the kernel headers ('make setup'); run with --print-program "
+                "to see the program as compiled")
+        _release_freed_memory()
+        specs, fds = {}, {}
+        for name in MAP_NAMES:
+            table = self._bpf[name]
+            leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU tables widen Leaf
+            ringbuf = name == "notices"
+            specs[name] = bpf_image.MapSpec(
+                name, int(table.ttype), 0 if ringbuf else ctypes.sizeof(table.Key),
+                0 if ringbuf else ctypes.sizeof(leaf), int(table.max_entries), int(table.flags))
+            fds[name] = table.map_fd
+        self.loaded = bpf_image.Loaded(fds, {n: fd for n, (_t, fd) in progs.items()}, owned=False)
+        self._specs = specs
+        lib = bcc.lib
+        return bpf_image.from_instructions(
+            specs, fds, {n: (t, self._bpf.dump_func(n.encode())) for n, (t, _fd) in progs.items()},
+            lib.bpf_module_license(self._bpf.module).decode(),
+            int(lib.bpf_module_kern_version(self._bpf.module)))
+
+    def _setup(self, options: RecordOptions, cgroup_id: int | None) -> None:
+        specs = self._specs
+        self._maps = {name: bpf_maps.BpfMap(fd, specs[name].key_size, specs[name].value_size,
+                                            specs[name].max_entries, specs[name].type)
+                      for name, fd in self.loaded.maps.items() if name != "notices"}
+        ids = options.target.ids
+        config = self._maps["config"]
+        config.update(_U32.pack(CONFIG_TARGET), _U64.pack(ids[0] if len(ids) == 1 else 0))
+        config.update(_U32.pack(CONFIG_CGROUP), _U64.pack(cgroup_id or 0))
+        self._tp_fd = bpf_maps._check(bpf_maps.lib().bpf_attach_raw_tracepoint(
+            self.loaded.progs[EXEC_FN.decode()], b"sched_process_exec"),
+            "attaching to sched_process_exec")
 
     # -------------------------------------------------------------- set-up
 
     def set_targets(self, ids: list[int]) -> None:
-        table = self._bpf["targets"]
+        table = self._maps["targets"]
         for i in ids:
-            word = ctypes.c_int(i // 64)
-            table[word] = ctypes.c_uint64(table[word].value | 1 << (i % 64))
+            word = _U32.pack(i // 64)
+            bits = _U64.unpack(table.lookup(word) or bytes(8))[0]
+            table.update(word, _U64.pack(bits | 1 << (i % 64)))
 
     def on_notice(self, callback: Callable[[int, int], None]) -> None:
         """callback(pid, kind) for each process notice, run during poll()."""
-        table = self._bpf["notices"]
+        def handle(data: bytes) -> None:
+            pid, kind = _NOTICE.unpack_from(data)
+            callback(pid, kind)
 
-        def handle(_ctx, data, _size):
-            event = table.event(data)
-            callback(int(event.pid), int(event.kind))
-            return 0
-
-        table.open_ring_buffer(handle)
+        self._ring = bpf_maps.RingBuffer(self.loaded.maps["notices"], handle)
 
     def attach(self, attr: PerfEventAttr, cpus: list[int]) -> None:
         """Open `attr` on every CPU, attach the program, then enable them all."""
+        prog = self.loaded.progs[SAMPLE_FN.decode()]
         for cpu in cpus:
             fd = events.perf_event_open(attr, -1, cpu)
             self._perf_fds.append(fd)
-            events.ioctl(fd, events.IOC_SET_BPF, self._prog.fd)
+            events.ioctl(fd, events.IOC_SET_BPF, prog)
         for fd in self._perf_fds:
             events.ioctl(fd, events.IOC_ENABLE)
 
@@ -233,17 +301,25 @@ class BpfSampler:
     # -------------------------------------------------------------- reading
 
     def poll(self, timeout: float) -> None:
-        self._bpf.ring_buffer_poll(int(timeout * 1000))
+        if self._ring is not None:
+            self._ring.poll(int(timeout * 1000))
+        elif timeout > 0:
+            time.sleep(timeout)
 
     def stats(self) -> dict[str, int]:
-        table = self._bpf["stats"]
-        return {name: int(sum(table[ctypes.c_int(i)])) for i, name in enumerate(STATS)}
+        table = self._maps["stats"]
+        out = {}
+        for i, name in enumerate(STATS):
+            raw = table.lookup(_U32.pack(i)) or b""
+            out[name] = sum(_U64.unpack_from(raw, at)[0]
+                            for at in range(0, len(raw) - 7, table.slot))
+        return out
 
     def swap_and_drain_counts(self) -> list[tuple[CountKey, int]]:
         """Make the other counts map live, then empty the one just retired."""
         old = self._live
         self._live ^= 1
-        self._bpf["control"][ctypes.c_int(0)] = ctypes.c_uint32(self._live)
+        self._maps["control"].update(_U32.pack(0), _U32.pack(self._live))
         time.sleep(SWAP_GRACE)
         return self._drain_counts(f"counts{old}")
 
@@ -251,12 +327,12 @@ class BpfSampler:
         return self._drain_counts("counts0") + self._drain_counts("counts1")
 
     def _drain_counts(self, name: str) -> list[tuple[CountKey, int]]:
-        return _drain(self._bpf[name], lambda k, v: (self._count_key(k), _int(v)))
-
-    @staticmethod
-    def _count_key(k) -> CountKey:
-        return CountKey(int(k.pid), int(k.tid), k.comm.decode("utf-8", "replace"),
-                        int(k.user_hash), int(k.kernel_hash))
+        out = []
+        for k, v in self._maps[name].drain():
+            pid, tid, user, kernel, comm = _COUNT_KEY.unpack(k)
+            out.append((CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+                                 user, kernel), _U64.unpack_from(v)[0]))
+        return out
 
     def resolve_stack_ids(self, keys: Iterable[int]) -> dict[int, tuple[int, ...]]:
         """Frames of the bucket-id keys given (STACK_ID_TAG | id), leaf first.
@@ -264,20 +340,23 @@ class BpfSampler:
         Buckets are never cleared during the run, so an id read now names the
         stack the sample saw; each id needs reading once.
         """
-        table = self._bpf["stack_ids"]
+        table = self._maps["stack_ids"]
         found = {}
         for key in keys:
             if key & STACK_ID_TAG:
-                try:
-                    found[key] = tuple(table.walk(key & ~STACK_ID_TAG))
-                except KeyError:
-                    continue
+                raw = table.lookup(_U32.pack(key & ~STACK_ID_TAG & 0xFFFFFFFF))
+                if raw is not None:
+                    ips = struct.unpack(f"={len(raw) // 8}Q", raw)
+                    found[key] = ips[:ips.index(0)] if 0 in ips else ips
         return found
 
     def drain_stacks(self) -> dict[int, tuple[int, ...]]:
         """Copy out and delete every stored stack: hash -> addresses, leaf first."""
-        return dict(_drain(self._bpf["stacks"],
-                           lambda k, v: (_int(k), tuple(v.ips[: int(v.nr)]))))
+        out = {}
+        for k, v in self._maps["stacks"].drain():
+            nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
+            out[_U64.unpack(k)[0]] = struct.unpack_from(f"={nr}Q", v, 8)
+        return out
 
     # -------------------------------------------------------------- teardown
 
@@ -287,6 +366,16 @@ class BpfSampler:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._perf_fds = []
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if self._tp_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._tp_fd)
+            self._tp_fd = -1
+        if self.loaded is not None:
+            self.loaded.close()
+            self.loaded = None
         if self._bpf is not None:
             with contextlib.suppress(Exception):
                 self._bpf.cleanup()
@@ -297,27 +386,3 @@ class BpfSampler:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _int(value) -> int:
-    """A ctypes scalar or an int (batch reads give ints) as an int."""
-    return int(getattr(value, "value", value))
-
-
-def _drain(table, convert: Callable) -> list:
-    """Look up and delete all entries (the batch call, then any stragglers),
-    converting each (key, value) to Python values before BCC reuses buffers."""
-    try:
-        batch = list(table.items_lookup_and_delete_batch())
-    except Exception:  # kernels without batch operations: the slow path below
-        batch = []
-    items = [convert(k, v) for k, v in batch]
-    for key in list(table.keys()):
-        try:
-            value = table[key]
-        except KeyError:
-            continue
-        items.append(convert(key, value))
-        with contextlib.suppress(KeyError):
-            del table[key]
-    return items

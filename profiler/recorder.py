@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from profiler import events
 from profiler.errors import TargetError, UsageError
-from profiler.kheaders import kernel_source, plan_headers
+from profiler.kheaders import plan_headers
 from profiler.cgroup import CommandCgroup
 from profiler.launcher import Launcher
 from profiler.model import CountRecord, RawProfile, RecordingInfo
@@ -117,8 +117,7 @@ def record(options: RecordOptions,
     flag: dict = {}
     try:
         with _stop_on_signals(flag):
-            with kernel_source(plan) as src:
-                sampler = bpf_program.BpfSampler(options, src, cgroup.id if cgroup else None)
+            sampler = bpf_program.BpfSampler(options, plan, cgroup.id if cgroup else None)
             with sampler:
                 return _run(options, sampler, attr, cpus, event, launcher, tracker, flag,
                             on_progress)

@@ -5,13 +5,18 @@
 //   MAX_DEPTH           frames kept per stack (kernel.perf_event_max_stack)
 //   STACK_STORAGE_SIZE  distinct stacks held between two drains
 //   COUNTS_SIZE         distinct (process, thread, comm, stacks) keys per drain
-//   FILTER_TGID / FILTER_TID   1: sample only ids found in the `targets` map
-//   SINGLE_TARGET       the one id to sample, when there is only one (0: use the map)
-//   FILTER_CGROUP       1: sample only tasks in cgroup (v2) TARGET_CGROUP_ID:
+//   FILTER_TGID / FILTER_TID   1: sample only the ids user space names: the one
+//                       in config[CONFIG_TARGET], or those in the `targets` map
+//   FILTER_CGROUP       1: sample only tasks in the cgroup (v2) config[CONFIG_CGROUP]:
 //                       `-- COMMAND` and every process it starts
 //   WANT_USER / WANT_KERNEL    1: walk that side of the stack
 //   PER_THREAD          1: key counts by thread id as well
 //   INCLUDE_IDLE        1: keep samples of the idle task (pid 0)
+//
+// Nothing that changes from run to run (a pid, a cgroup id) is compiled in,
+// so one compiled program serves every run with the same options (see
+// profiler/bpf_image.py: the compiled program is kept and loaded without
+// compiling again).
 //
 // A stack is stored the way BCC's profile tool stores it, in a stack-trace
 // map by bucket id (the kernel walks, hashes and dedups in one helper), and
@@ -93,6 +98,10 @@ BPF_PERCPU_ARRAY(recent, u64, RECENT_SLOTS);
 BPF_HASH(counts0, struct sample_key, u64, COUNTS_SIZE);
 BPF_HASH(counts1, struct sample_key, u64, COUNTS_SIZE);
 BPF_ARRAY(control, u32, 1);
+// Set by user space before attaching: the one id to sample (0: the `targets`
+// map decides) and the command's cgroup id.
+enum config_index { CONFIG_TARGET = 0, CONFIG_CGROUP = 1, N_CONFIG = 2 };
+BPF_ARRAY(config, u64, N_CONFIG);
 BPF_PERCPU_ARRAY(stats, u64, N_STATS);
 // Bitmaps indexed by id: array lookups are inlined by the verifier, where a
 // hash lookup would cost a hash of the key on every sample.
@@ -121,6 +130,12 @@ static __always_inline int is_target(u32 id)
     return bits && (*bits >> (id % 64)) & 1;
 }
 
+static __always_inline u64 config_value(u32 index)
+{
+    u64 *value = config.lookup(&index);  // an array: the verifier inlines it
+    return value ? *value : 0;
+}
+
 static __always_inline int wanted(u32 tgid, u32 tid)
 {
 #if !INCLUDE_IDLE
@@ -128,19 +143,16 @@ static __always_inline int wanted(u32 tgid, u32 tid)
         return 0;
 #endif
 #if FILTER_CGROUP
-    if (bpf_get_current_cgroup_id() != TARGET_CGROUP_ID)
+    if (bpf_get_current_cgroup_id() != config_value(CONFIG_CGROUP))
         return 0;
-#elif FILTER_TGID && SINGLE_TARGET
-    if (tgid != SINGLE_TARGET)  // one process: a compare, not a map lookup
-        return 0;
-#elif FILTER_TGID
-    if (!is_target(tgid))
-        return 0;
-#elif FILTER_TID && SINGLE_TARGET
-    if (tid != SINGLE_TARGET)
-        return 0;
-#elif FILTER_TID
-    if (!is_target(tid))
+#elif FILTER_TGID || FILTER_TID
+#if FILTER_TGID
+    u32 id = tgid;
+#else
+    u32 id = tid;
+#endif
+    u64 one = config_value(CONFIG_TARGET);
+    if (one ? id != one : !is_target(id))  // one target: a compare, no bitmap
         return 0;
 #endif
     return 1;

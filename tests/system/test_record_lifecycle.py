@@ -107,16 +107,49 @@ def test_not_root_is_one_message(bpf_ready, tmp_path):
     assert "root" in run.stderr and "CAP_BPF" in run.stderr
 
 
-def test_bcc_not_importable_is_one_message(bpf_ready, tmp_path):
+def _without_bcc(tmp_path) -> dict:
     fake = tmp_path / "fake" / "bcc"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('no bcc here (test)')\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    return dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+
+
+def test_bcc_not_importable_is_one_message(bpf_ready, tmp_path):
+    env = dict(_without_bcc(tmp_path), PROFILER_NO_PROGRAM_CACHE="1")  # must compile
     run = subprocess.run(profiler_cmd("record", "-d", "1", "-o", str(tmp_path / "x.svg")),
                          cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode != 0
     _one_message(run.stderr)
     assert "BCC" in run.stderr and "make setup" in run.stderr
+
+
+def test_a_kept_program_runs_without_compiling(bpf_ready, workloads, tmp_path, no_leftovers):
+    """The first run compiles and keeps the program; the next, for another
+    process, loads it: no clang, and BCC's Python module is not even needed.
+    A damaged kept program is compiled again, never trusted."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    first = subprocess.run(profiler_cmd("record", "-F", "499", "-o", str(tmp_path / "a.folded"),
+                                        "--", workloads["fp_chain"], "1"),
+                           cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr
+    kept = list((tmp_path / "cache" / "profiler" / "bpf").glob("*.json"))
+    assert len(kept) == 1
+    env_no_bcc = dict(_without_bcc(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    started = time.monotonic()
+    second = subprocess.run(profiler_cmd("record", "-F", "499", "-o", str(tmp_path / "b.folded"),
+                                         "--", workloads["fp_chain"], "1"),
+                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env_no_bcc)
+    assert second.returncode == 0, second.stderr
+    assert time.monotonic() - started < 1 + 1.0  # the 1 s command, no compiling
+    rows = parse_folded((tmp_path / "b.folded").read_text())
+    assert sum(n for f, n in rows if f[0] == "fp_chain" and "chain_leaf" in f) > 300
+    kept[0].write_text(kept[0].read_text().replace('"insns": "', '"insns": "ff'))
+    third = subprocess.run(profiler_cmd("record", "-F", "499", "-o", str(tmp_path / "c.folded"),
+                                        "--", workloads["fp_chain"], "1"),
+                           cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert third.returncode == 0, third.stderr
+    assert '"insns": "ff' not in kept[0].read_text()  # compiled again, kept afresh
+    assert "Traceback" not in first.stderr + second.stderr + third.stderr
 
 
 def test_compile_failure_shows_the_compiler_message(bpf_ready, tmp_path, no_leftovers):

@@ -1,0 +1,165 @@
+"""BPF maps, programs and the ring buffer through libbcc_bpf.
+
+libbcc_bpf is the small part of BCC: the bpf() system-call wrappers, 0.4 MB,
+without the 100 MB of LLVM in libbcc. Reading maps through it rather than
+BCC's Table objects lets a run load a compiled program it kept
+(profiler/bpf_image.py) without importing BCC at all. Keys and values are
+bytes here; the recorder unpacks them with `struct`.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+from typing import Callable
+
+_LIB: ct.CDLL | None = None
+RINGBUF_CALLBACK = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_int)
+BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
+
+
+class BpfCallError(OSError):
+    """A bpf() call failed (errno and what was asked)."""
+
+
+def lib() -> ct.CDLL:
+    global _LIB
+    if _LIB is None:
+        try:
+            so = ct.CDLL("libbcc_bpf.so.0", use_errno=True)
+        except OSError as err:
+            from profiler.errors import BccMissingError
+            raise BccMissingError(f"libbcc_bpf.so.0 cannot be loaded ({err})",
+                                  "run 'make setup' (installs Debian's libbpfcc)") from None
+        i, p, u32p = ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)
+        for name, args in (("bpf_lookup_elem", [i, p, p]), ("bpf_delete_elem", [i, p]),
+                           ("bpf_update_elem", [i, p, p, ct.c_ulonglong]),
+                           ("bpf_get_next_key", [i, p, p]),
+                           ("bpf_lookup_and_delete_batch", [i, u32p, u32p, p, p, u32p]),
+                           ("bcc_create_map", [i, ct.c_char_p, i, i, i, i]),
+                           ("bcc_prog_load", [i, ct.c_char_p, p, i, ct.c_char_p, ct.c_uint,
+                                              i, ct.c_char_p, ct.c_uint]),
+                           ("bpf_attach_raw_tracepoint", [i, ct.c_char_p]),
+                           ("bpf_poll_ringbuf", [p, i]), ("bpf_free_ringbuf", [p])):
+            fn = getattr(so, name)
+            fn.argtypes, fn.restype = args, ct.c_int
+        so.bpf_free_ringbuf.restype = None
+        so.bpf_new_ringbuf.argtypes = [i, RINGBUF_CALLBACK, p]
+        so.bpf_new_ringbuf.restype = p
+        _LIB = so
+    return _LIB
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        code = ct.get_errno()
+        raise BpfCallError(code, f"{what}: {os.strerror(code)}")
+    return result
+
+
+def possible_cpus() -> int:
+    """How many per-CPU slots a per-CPU map value has."""
+    try:
+        text = open("/sys/devices/system/cpu/possible").read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    return sum(int(hi or lo) - int(lo) + 1
+               for lo, _, hi in (part.partition("-") for part in text.split(",")))
+
+
+class BpfMap:
+    """One map by descriptor. Per-CPU values come back as all the CPUs'
+    slots in a row, each rounded up to 8 bytes, as the kernel returns them."""
+
+    def __init__(self, fd: int, key_size: int, value_size: int, max_entries: int,
+                 map_type: int) -> None:
+        self.fd = fd
+        self.key_size = key_size
+        self.max_entries = max_entries
+        percpu = map_type in (BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY)
+        self.slot = (value_size + 7) // 8 * 8 if percpu else value_size
+        self.value_size = self.slot * possible_cpus() if percpu else value_size
+
+    def lookup(self, key: bytes) -> bytes | None:
+        value = ct.create_string_buffer(self.value_size)
+        if lib().bpf_lookup_elem(self.fd, key, value) < 0:
+            if ct.get_errno() == errno.ENOENT:
+                return None
+            _check(-1, "map lookup")
+        return value.raw
+
+    def update(self, key: bytes, value: bytes) -> None:
+        _check(lib().bpf_update_elem(self.fd, key, value, 0), "map update")
+
+    def delete(self, key: bytes) -> None:
+        if lib().bpf_delete_elem(self.fd, key) < 0 and ct.get_errno() != errno.ENOENT:
+            _check(-1, "map delete")
+
+    def keys(self) -> list[bytes]:
+        out, key = [], None
+        nxt = ct.create_string_buffer(self.key_size)
+        while lib().bpf_get_next_key(self.fd, key, nxt) == 0 and len(out) <= self.max_entries:
+            out.append(nxt.raw)
+            key = ct.create_string_buffer(nxt.raw, self.key_size)
+        return out
+
+    def drain(self) -> list[tuple[bytes, bytes]]:
+        """Look up and delete every entry: the batch call, then any stragglers
+        (entries added meanwhile, or kernels without batch operations)."""
+        items = []
+        try:
+            items = self._drain_batch()
+        except BpfCallError:
+            pass
+        for key in self.keys():
+            value = self.lookup(key)
+            if value is not None:
+                items.append((key, value))
+                self.delete(key)
+        return items
+
+    def _drain_batch(self) -> list[tuple[bytes, bytes]]:
+        room = self.max_entries
+        keys = ct.create_string_buffer(room * self.key_size)
+        values = ct.create_string_buffer(room * self.value_size)
+        token, count = ct.c_uint32(0), ct.c_uint32(0)
+        total = 0
+        while total < room:
+            count.value = room - total
+            result = lib().bpf_lookup_and_delete_batch(
+                self.fd, ct.byref(token) if total else None, ct.byref(token),
+                ct.byref(keys, self.key_size * total), ct.byref(values, self.value_size * total),
+                ct.byref(count))
+            code = ct.get_errno()
+            total += count.value
+            if result != 0:
+                if code != errno.ENOENT:
+                    raise BpfCallError(code, f"batch drain: {os.strerror(code)}")
+                break
+            if count.value == 0:
+                break
+        k, v = keys.raw, values.raw
+        return [(k[i * self.key_size:(i + 1) * self.key_size],
+                 v[i * self.value_size:(i + 1) * self.value_size]) for i in range(total)]
+
+
+class RingBuffer:
+    """A BPF ring buffer map; `callback(bytes)` runs for each record during poll()."""
+
+    def __init__(self, map_fd: int, callback: Callable[[bytes], None]) -> None:
+        def handle(_ctx, data, size):
+            callback(ct.string_at(data, size))
+            return 0
+
+        self._handle = RINGBUF_CALLBACK(handle)  # kept: libbcc_bpf holds the pointer
+        self._ring = lib().bpf_new_ringbuf(map_fd, self._handle, None)
+        if not self._ring:
+            _check(-1, "ring buffer")
+
+    def poll(self, timeout_ms: int) -> None:
+        lib().bpf_poll_ringbuf(self._ring, timeout_ms)
+
+    def close(self) -> None:
+        if self._ring:
+            lib().bpf_free_ringbuf(self._ring)
+            self._ring = None
