@@ -53,21 +53,29 @@ def perf_event_progs() -> dict[int, tuple[str, int, int]]:
 
 
 def cost_side_by_side(pid: str, env: dict, seconds: int = 6) -> dict[str, tuple[float, int]]:
-    """ns per run and runs of each tool's perf_event program, both attached at once."""
+    """ns per run and runs of each tool's perf_event program over the time
+    both are attached (ours, loading a kept program, attaches ~1.5 s before
+    BCC's tool has compiled; the CPU clang uses meanwhile must not count)."""
     before = set(perf_event_progs())
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for cmd in ([*OURS, "-q", "-F", "999", "-p", pid, "-d", str(seconds),
                           "-o", "/dev/null", "--format", "folded"],
                          [BCC_PROFILE, "-F", "999", "-f", "-p", pid, str(seconds)])]
+    first: dict = {}
     last: dict = {}
     while any(p.poll() is None for p in procs):
         now = {i: v for i, v in perf_event_progs().items() if i not in before}
-        if len(now) >= 2:
+        if len(now) >= 2 and all(runs for _n, _ns, runs in now.values()):
+            first = first or now
             last = now
         time.sleep(0.2)
     tools = {"prof_sample": "ours", "do_perf_event": "bcc"}
-    return {tools.get(name, name): (ns / runs if runs else float("nan"), runs)
-            for name, ns, runs in last.values()}
+    out = {}
+    for i, (name, ns, runs) in last.items():
+        ns0, runs0 = first[i][1], first[i][2]
+        n = runs - runs0
+        out[tools.get(name, name)] = ((ns - ns0) / n if n else float("nan"), n)
+    return out
 
 
 def median_cost(exe: str, args: list[str], env: dict, rounds: int = 3) -> dict[str, tuple[float, int]]:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
 
 from profiler import bpf_maps
@@ -75,30 +76,83 @@ class Loaded:
 
 def key_for(program: str, headers: str) -> str:
     """What the compiled program depends on: its text (flags included), the
-    kernel it was built for, the headers it was built with."""
+    kernel it was built for, the headers and the compiler (BCC) it was built
+    with, and this module's way of keeping it."""
     u = os.uname()
-    text = json.dumps([FORMAT, program, u.release, u.version, u.machine, headers])
+    text = json.dumps([FORMAT, program, u.release, u.version, u.machine, headers,
+                       _file_identity(_LIBBCC), _file_identity(__file__)])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_LIBBCC = "/usr/lib/x86_64-linux-gnu/libbcc.so.0"
+
+
+def _file_identity(path: str) -> list:
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        return [real, st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [path]
+
+
+def _map_loads(code: bytes) -> list[tuple[int, int]] | None:
+    """(instruction index, src_reg) of every ld_imm64, walked instruction by
+    instruction (an ld_imm64 takes two slots); None for code that cannot be
+    kept: a big-endian machine, or an ld_imm64 that names anything but a map
+    by descriptor (a map value, a BTF id, a function), whose immediate would
+    mean something else in another process."""
+    if sys.byteorder != "little" or len(code) % INSN:
+        return None
+    found, at = [], 0
+    while at < len(code):
+        if code[at] == LD_IMM64:
+            src = code[at + 1] >> 4
+            if src not in (0, PSEUDO_MAP_FD):
+                return None
+            found.append((at // INSN, src))
+            at += 2 * INSN
+        else:
+            at += INSN
+    return found
 
 
 def from_instructions(maps: dict[str, MapSpec], fds: dict[str, int],
                       progs: dict[str, tuple[int, bytes]], license: str,
                       kern_version: int) -> Image | None:
     """An image of loaded programs (`progs`: name -> (type, instructions as
-    loaded, holding `fds`)); None if an instruction names a map we do not know."""
+    loaded, holding `fds`)); None if it cannot be kept."""
     names = {fd: name for name, fd in fds.items()}
     specs = []
     for name, (ptype, insns) in progs.items():
         code, slots = bytearray(insns), []
-        for at in range(0, len(code) - INSN + 1, INSN):
-            if code[at] == LD_IMM64 and code[at + 1] >> 4 == PSEUDO_MAP_FD:
-                fd = int.from_bytes(code[at + 4:at + 8], "little", signed=True)
-                if fd not in names:
-                    return None
-                slots.append((at // INSN, names[fd]))
-                code[at + 4:at + 8] = bytes(4)
+        loads = _map_loads(code)
+        if loads is None:
+            return None
+        for index, src in loads:
+            if src != PSEUDO_MAP_FD:
+                continue
+            at = index * INSN
+            fd = int.from_bytes(code[at + 4:at + 8], "little", signed=True)
+            if fd not in names:
+                return None
+            slots.append((index, names[fd]))
+            code[at + 4:at + 8] = bytes(4)
         specs.append(ProgSpec(name, ptype, bytes(code), tuple(slots)))
     return Image(tuple(maps.values()), tuple(specs), license, kern_version)
+
+
+def _valid(image: Image) -> bool:
+    """Every slot is an ld_imm64 of a map by descriptor, naming a map we create."""
+    names = {m.name for m in image.maps}
+    for p in image.progs:
+        loads = _map_loads(p.insns)
+        if loads is None:
+            return False
+        by_fd = {i for i, src in loads if src == PSEUDO_MAP_FD}
+        if {i for i, _n in p.slots} != by_fd or any(n not in names for _i, n in p.slots):
+            return False
+    return True
 
 
 def load(image: Image) -> Loaded:
@@ -119,9 +173,10 @@ def load(image: Image) -> Loaded:
                 lib.bcc_prog_load(p.type, p.name.encode(), bytes(code), len(code),
                                   image.license.encode(), image.kern_version, 0, None, 0),
                 f"loading program {p.name}")
-    except (bpf_maps.BpfCallError, KeyError, OverflowError):
+    except (bpf_maps.BpfCallError, KeyError, OverflowError) as err:
         loaded.close()
-        raise bpf_maps.BpfCallError(0, "the kept program was refused") from None
+        raise bpf_maps.BpfCallError(getattr(err, "errno", 0) or 0,
+                                    f"the kept program was refused ({err})") from None
     return loaded
 
 
@@ -135,32 +190,45 @@ def _directory() -> str | None:
     return os.path.join(os.path.dirname(symbols), "bpf") if symbols else None
 
 
+def _ours(st: os.stat_result, kind: int) -> bool:
+    return st.st_uid == os.geteuid() and stat.S_IFMT(st.st_mode) == kind and \
+        not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def read(key: str) -> Image | None:
+    """The kept image for `key`, if the directory and the file are ours alone
+    (checked on the descriptors read from, so nothing can be swapped in)."""
     directory = _directory()
     if directory is None:
         return None
     try:
-        fd = os.open(os.path.join(directory, key + ".json"),
-                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or \
-                st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if not _ours(os.fstat(dfd), stat.S_IFDIR):
+            return None
+        fd = os.open(key + ".json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    try:
+        if not _ours(os.fstat(fd), stat.S_IFREG):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
             doc = json.loads(f.read())
-        if doc.get("format") != FORMAT:
-            return None
-        return Image(
-            maps=tuple(MapSpec(**m) for m in doc["maps"]),
-            progs=tuple(ProgSpec(p["name"], int(p["type"]), bytes.fromhex(p["insns"]),
+        image = Image(
+            maps=tuple(MapSpec(str(m["name"]), int(m["type"]), int(m["key_size"]),
+                               int(m["value_size"]), int(m["max_entries"]), int(m["flags"]))
+                       for m in doc["maps"]),
+            progs=tuple(ProgSpec(str(p["name"]), int(p["type"]), bytes.fromhex(p["insns"]),
                                  tuple((int(i), str(n)) for i, n in p["slots"]))
                         for p in doc["progs"]),
             license=str(doc["license"]), kern_version=int(doc["kern_version"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return image if doc["format"] == FORMAT and _valid(image) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # damaged: compiled again and written anew
     finally:
         os.close(fd)
 
@@ -174,7 +242,7 @@ def write(key: str, image: Image) -> None:
            "progs": [{"name": p.name, "type": p.type, "insns": p.insns.hex(),
                       "slots": [list(s) for s in p.slots]} for p in image.progs]}
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _make_private(directory)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
             with os.fdopen(fd, "w") as f:
@@ -185,3 +253,14 @@ def write(key: str, image: Image) -> None:
             raise
     except OSError:
         pass  # unwritable: the next run compiles again
+
+
+def _make_private(directory: str) -> None:
+    """Create the missing levels of `directory` readable by us alone (makedirs
+    gives only the last level its mode)."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        os.mkdir(path, 0o700)

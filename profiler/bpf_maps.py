@@ -106,11 +106,7 @@ class BpfMap:
     def drain(self) -> list[tuple[bytes, bytes]]:
         """Look up and delete every entry: the batch call, then any stragglers
         (entries added meanwhile, or kernels without batch operations)."""
-        items = []
-        try:
-            items = self._drain_batch()
-        except BpfCallError:
-            pass
+        items = self._drain_batch()
         for key in self.keys():
             value = self.lookup(key)
             if value is not None:
@@ -119,6 +115,9 @@ class BpfMap:
         return items
 
     def _drain_batch(self) -> list[tuple[bytes, bytes]]:
+        """What the batch calls take out. A call that fails keeps what the
+        calls before it took (those entries are gone from the map already);
+        the rest is left to the one-by-one pass."""
         room = self.max_entries
         keys = ct.create_string_buffer(room * self.key_size)
         values = ct.create_string_buffer(room * self.value_size)
@@ -130,14 +129,9 @@ class BpfMap:
                 self.fd, ct.byref(token) if total else None, ct.byref(token),
                 ct.byref(keys, self.key_size * total), ct.byref(values, self.value_size * total),
                 ct.byref(count))
-            code = ct.get_errno()
             total += count.value
-            if result != 0:
-                if code != errno.ENOENT:
-                    raise BpfCallError(code, f"batch drain: {os.strerror(code)}")
-                break
-            if count.value == 0:
-                break
+            if result != 0 or count.value == 0:
+                break  # ENOENT: all taken; anything else: stop here
         k, v = keys.raw, values.raw
         return [(k[i * self.key_size:(i + 1) * self.key_size],
                  v[i * self.value_size:(i + 1) * self.value_size]) for i in range(total)]

@@ -182,17 +182,19 @@ class BpfSampler:
         self.compiled = False
         image = bpf_image.read(key)
         if image is not None:
-            try:
-                self.loaded = bpf_image.load(image)
-                self._specs = {m.name: m for m in image.maps}
-            except bpf_maps.BpfCallError:
-                self.loaded = None  # a changed kernel: compile afresh
-        if self.loaded is None:
-            image = self._compile(plan)
-            self.compiled = True
-            if image is not None:
-                bpf_image.write(key, image)
+            # libbcc_bpf prints the verifier's log when it refuses: not for users
+            with _captured_stderr():
+                try:
+                    self.loaded = bpf_image.load(image)
+                    self._specs = {m.name: m for m in image.maps}
+                except Exception:  # refused (a changed kernel), or not ours to load
+                    self.loaded = None
         try:
+            if self.loaded is None:
+                image = self._compile(plan)
+                self.compiled = True
+                if image is not None:
+                    bpf_image.write(key, image)
             self._setup(options, cgroup_id)
         except BaseException:
             self.close()

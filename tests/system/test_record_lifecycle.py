@@ -135,12 +135,10 @@ def test_a_kept_program_runs_without_compiling(bpf_ready, workloads, tmp_path, n
     kept = list((tmp_path / "cache" / "profiler" / "bpf").glob("*.json"))
     assert len(kept) == 1
     env_no_bcc = dict(_without_bcc(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    started = time.monotonic()
     second = subprocess.run(profiler_cmd("record", "-F", "499", "-o", str(tmp_path / "b.folded"),
                                          "--", workloads["fp_chain"], "1"),
                             cwd=REPO, capture_output=True, text=True, timeout=120, env=env_no_bcc)
-    assert second.returncode == 0, second.stderr
-    assert time.monotonic() - started < 1 + 1.0  # the 1 s command, no compiling
+    assert second.returncode == 0, second.stderr  # BCC could not have compiled anything
     rows = parse_folded((tmp_path / "b.folded").read_text())
     assert sum(n for f, n in rows if f[0] == "fp_chain" and "chain_leaf" in f) > 300
     kept[0].write_text(kept[0].read_text().replace('"insns": "', '"insns": "ff'))
@@ -150,6 +148,7 @@ def test_a_kept_program_runs_without_compiling(bpf_ready, workloads, tmp_path, n
     assert third.returncode == 0, third.stderr
     assert '"insns": "ff' not in kept[0].read_text()  # compiled again, kept afresh
     assert "Traceback" not in first.stderr + second.stderr + third.stderr
+    assert "bpf:" not in third.stderr and "verifier" not in third.stderr  # quiet fallback
 
 
 def test_compile_failure_shows_the_compiler_message(bpf_ready, tmp_path, no_leftovers):
