@@ -6,7 +6,8 @@ Prints, side by side:
   - in-kernel cost per sample: kernel.bpf_stats_enabled=1, run_time_ns /
     run_cnt of each tool's perf_event program at 999 Hz. Both tools run at
     the same time on the same process, so they sample the same code under the
-    same load (run one after the other, the figures swing by 30%); median of
+    same load (run one after the other, the figures swing by 30%), counted
+    only while both are attached, both started with empty maps; median of
     three 6 s rounds, on a process with one hot path (fp_chain) and on the
     many-stacks workload;
   - wall time and peak RSS of a whole 1 s profile (99 Hz, -p PID, to a file:
@@ -53,14 +54,22 @@ def perf_event_progs() -> dict[int, tuple[str, int, int]]:
 
 
 def cost_side_by_side(pid: str, env: dict, seconds: int = 6) -> dict[str, tuple[float, int]]:
-    """ns per run and runs of each tool's perf_event program over the time
-    both are attached (ours, loading a kept program, attaches ~1.5 s before
-    BCC's tool has compiled; the CPU clang uses meanwhile must not count)."""
+    """ns per run and runs of each tool's perf_event program, both attached
+    to the same process over the same seconds. BCC's tool compiles first;
+    ours (loading its kept program in milliseconds) starts once BCC's
+    program runs, so both start with empty maps, and only the time both are
+    attached counts."""
     before = set(perf_event_progs())
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for cmd in ([*OURS, "-q", "-F", "999", "-p", pid, "-d", str(seconds),
-                          "-o", "/dev/null", "--format", "folded"],
-                         [BCC_PROFILE, "-F", "999", "-f", "-p", pid, str(seconds)])]
+    bcc = subprocess.Popen([BCC_PROFILE, "-F", "999", "-f", "-p", pid, str(seconds)],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and bcc.poll() is None and \
+            not any(runs for i, (_n, _ns, runs) in perf_event_progs().items() if i not in before):
+        time.sleep(0.05)
+    ours = subprocess.Popen([*OURS, "-q", "-F", "999", "-p", pid, "-d", str(seconds),
+                             "-o", "/dev/null", "--format", "folded"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [bcc, ours]
     first: dict = {}
     last: dict = {}
     while any(p.poll() is None for p in procs):
@@ -138,6 +147,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-loss", action="store_true", help="skip the 8 s loss runs")
     parser.add_argument("--repeat", type=int, default=5, help="runs of the 1 s profile (best)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="6 s rounds of the in-kernel cost (median)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/record.py: run as root", file=sys.stderr)
@@ -151,8 +162,8 @@ def main() -> int:
             if src:
                 env["BCC_KERNEL_SOURCE"] = src
             chain = build(tmp, "fp_chain")
-            costs = {"one hot path (fp_chain)": median_cost(chain, ["600"], env),
-                     "many stacks": median_cost(exe, ["600"], env)}
+            costs = {"one hot path (fp_chain)": median_cost(chain, ["600"], env, args.rounds),
+                     "many stacks": median_cost(exe, ["600"], env, args.rounds)}
             worker = subprocess.Popen([exe, "600"])
             try:
                 time.sleep(0.2)
