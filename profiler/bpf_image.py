@@ -26,6 +26,7 @@ import tempfile
 
 from profiler import bpf_maps
 from profiler.symbolize.cache import default_directory
+from profiler.symbolize.readfile import ours_alone
 
 FORMAT = 1
 LD_IMM64, PSEUDO_MAP_FD = 0x18, 1
@@ -190,11 +191,6 @@ def _directory() -> str | None:
     return os.path.join(os.path.dirname(symbols), "bpf") if symbols else None
 
 
-def _ours(st: os.stat_result, kind: int) -> bool:
-    return st.st_uid == os.geteuid() and stat.S_IFMT(st.st_mode) == kind and \
-        not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
 def read(key: str) -> Image | None:
     """The kept image for `key`, if the directory and the file are ours alone
     (checked on the descriptors read from, so nothing can be swapped in)."""
@@ -206,7 +202,7 @@ def read(key: str) -> Image | None:
     except OSError:
         return None
     try:
-        if not _ours(os.fstat(dfd), stat.S_IFDIR):
+        if not ours_alone(os.fstat(dfd), stat.S_IFDIR):
             return None
         fd = os.open(key + ".json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError:
@@ -214,7 +210,7 @@ def read(key: str) -> Image | None:
     finally:
         os.close(dfd)
     try:
-        if not _ours(os.fstat(fd), stat.S_IFREG):
+        if not ours_alone(os.fstat(fd), stat.S_IFREG):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
             doc = json.loads(f.read())

@@ -18,6 +18,7 @@ import struct
 import tempfile
 from typing import Any, Callable, Iterable
 
+from profiler.symbolize.readfile import ours_alone
 from profiler.symbolize.symtab import SymbolTable
 
 FileIdentity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
@@ -43,14 +44,14 @@ def default_directory() -> str | None:
     except KeyError:
         pass
     for base in bases:
-        if base and os.path.isabs(base) and _ours(base, euid):
+        if base and os.path.isabs(base) and _ours(base):
             return os.path.join(base, "profiler", "symbols")
     return None
 
 
-def _ours(path: str, euid: int) -> bool:
-    """The path, or the nearest part of it that exists, is owned by `euid`
-    and not writable by group or others."""
+def _ours(path: str) -> bool:
+    """The path, or the nearest part of it that exists, is a directory
+    owned by us and writable by no one else."""
     while True:
         try:
             st = os.lstat(path)
@@ -62,8 +63,7 @@ def _ours(path: str, euid: int) -> bool:
             continue
         except OSError:
             return False
-        return st.st_uid == euid and stat.S_ISDIR(st.st_mode) and \
-            not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        return ours_alone(st, stat.S_IFDIR)
 
 
 class SymbolCache:
@@ -111,9 +111,8 @@ class SymbolCache:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             try:
-                st = os.fstat(fd)
-                if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
-                    return None  # not ours: never trusted
+                if not ours_alone(os.fstat(fd), stat.S_IFREG):
+                    return None  # not ours alone: never trusted
                 data = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
             finally:
                 os.close(fd)

@@ -99,34 +99,33 @@ class PerfMapRefused(Exception):
     """The map exists but must not be trusted (message says why)."""
 
 
-def namespace_pid(pid: int) -> int:
-    """The pid the process has in its own pid namespace (its perf map's name)."""
+def _status(pid: int) -> tuple[int, int | None]:
+    """(its pid in its own pid namespace, its real uid), from one read of
+    /proc/PID/status: the map's name and whom it must belong to."""
+    ns_pid, uid = pid, None
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
+                    ns_pid = int(line.split()[-1])
+                elif line.startswith("Uid:"):
+                    uid = int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    return pid
+    return ns_pid, uid
 
 
-def process_uid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+def namespace_pid(pid: int) -> int:
+    """The pid the process has in its own pid namespace (its perf map's name)."""
+    return _status(pid)[0]
 
 
 def open_perf_map(pid: int) -> int | None:
     """A descriptor of the process's perf map, None when it has none.
     Raises PerfMapRefused for a map owned by someone else, a symlink or
     anything but a regular file."""
-    name = f"perf-{namespace_pid(pid)}.map"
+    ns_pid, uid = _status(pid)
+    name = f"perf-{ns_pid}.map"
     try:  # the process's /tmp, never a symlink out of it
         tmp = os.open(f"/proc/{pid}/root/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
                       os.O_CLOEXEC)
@@ -143,7 +142,6 @@ def open_perf_map(pid: int) -> int | None:
     finally:
         os.close(tmp)
     st = os.fstat(fd)
-    uid = process_uid(pid)
     why = None
     if not stat.S_ISREG(st.st_mode):
         why = "is not a regular file"

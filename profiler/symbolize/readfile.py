@@ -33,8 +33,19 @@ def open_regular(path: str, dir_fd: int | None = None, nofollow: bool = False) -
     return None
 
 
+def _others_can_write(st: os.stat_result) -> bool:
+    return bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
 def trusted_for_cache(st: os.stat_result) -> bool:
     """A file whose symbols may be kept in (and served from) the disk cache:
     owned by root or by us and writable by no one else. Anyone else could
     forge a build-id and plant names for files we trust."""
-    return st.st_uid in (0, os.geteuid()) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return st.st_uid in (0, os.geteuid()) and not _others_can_write(st)
+
+
+def ours_alone(st: os.stat_result, kind: int) -> bool:
+    """A cache directory or file (`kind`: stat.S_IFDIR or S_IFREG) we may
+    read what we keep from: ours, and writable by no one else."""
+    return st.st_uid == os.geteuid() and stat.S_IFMT(st.st_mode) == kind and \
+        not _others_can_write(st)
