@@ -4,6 +4,11 @@ for it, and asking the kernel whether it can be opened.
 The same code path opens every event (cpu-clock and cycles alike); only the
 type/config pair differs. `build_attr` is pure and unit-tested; `probe` and
 `open_event` make the perf_event_open(2) system call through ctypes.
+
+Besides perf's generic names, every PMU the kernel registers in
+/sys/bus/event_source/devices is asked for its named events, written
+`pmu/name/` as perf writes them (or `pmu/term=value,.../`), and their bits
+placed where the PMU's format files say.
 """
 from __future__ import annotations
 
@@ -37,6 +42,11 @@ CACHES = {"L1-dcache": 0, "L1-icache": 1, "LLC": 2, "dTLB": 3, "iTLB": 4,
 CACHE_OPS = {"load": 0, "store": 1, "prefetch": 2}
 CACHE_RESULTS = {"access": 0, "miss": 1}
 _RAW = re.compile(r"r([0-9a-fA-F]{1,16})\Z")
+_PMU_EVENT = re.compile(r"([A-Za-z0-9_.-]+)/([^/]*)/?\Z")
+PMU_ROOT = "/sys/bus/event_source/devices"
+# Events that open on every kernel but say little about where time goes:
+# not offered as alternatives when an event is refused.
+_NOT_SUGGESTED = {"alignment-faults", "emulation-faults"}
 
 # perf_event_attr.flags bits
 FLAG_DISABLED = 1 << 0
@@ -56,6 +66,8 @@ class Event:
     name: str
     type: int
     config: int
+    config1: int = 0  # PMU-specific extra bits (sysfs format "config1:...")
+    config2: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,6 +76,8 @@ class PerfEventAttr:
 
     type: int
     config: int
+    config1: int = 0
+    config2: int = 0
     sample_period: int = 0  # when freq is False
     sample_freq: int = 0  # when freq is True
     freq: bool = False
@@ -75,9 +89,9 @@ class PerfEventAttr:
 
     def pack(self) -> bytes:
         """The struct as the kernel reads it (PERF_ATTR_SIZE_VER7)."""
-        head = struct.pack("=IIQQQQQ", self.type, ATTR_SIZE, self.config,
+        head = struct.pack("=IIQQQQQIIQQ", self.type, ATTR_SIZE, self.config,
                            self.sample_freq if self.freq else self.sample_period,
-                           0, 0, self.flags)
+                           0, 0, self.flags, 0, 0, self.config1, self.config2)
         return head + bytes(ATTR_SIZE - len(head))
 
 
@@ -96,8 +110,122 @@ def known_event_names() -> list[str]:
     return [*SOFTWARE, *HARDWARE, *cache_event_names()]
 
 
-def resolve_event(name: str) -> Event:
-    """Event name -> perf type/config; UnsupportedEventError for unknown names."""
+# ---------------------------------------------------------------- PMUs in sysfs
+
+
+@dataclasses.dataclass(frozen=True)
+class Pmu:
+    name: str
+    type: int
+    formats: dict[str, tuple[str, tuple[tuple[int, int], ...]]]  # term -> (field, bit ranges)
+    events: dict[str, str]  # event name -> its terms ("event=0x3c,umask=0x00")
+
+
+def parse_format(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """A sysfs format file ("config:0-7,32-35") -> (field, ((lo, hi), ...))."""
+    field, _, spec = text.strip().partition(":")
+    if field not in ("config", "config1", "config2") or not spec:
+        raise ValueError(f"unknown format {text.strip()!r}")
+    ranges = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        ranges.append((int(lo), int(hi or lo)))
+    return field, tuple(ranges)
+
+
+def parse_terms(text: str) -> list[tuple[str, int]]:
+    """"event=0x3c,umask=0x1,edge" -> [(term, value)]; a bare term is 1."""
+    terms = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        term, eq, value = part.partition("=")
+        terms.append((term.strip(), int(value, 0) if eq else 1))
+    return terms
+
+
+def encode_terms(pmu: Pmu, terms: list[tuple[str, int]]) -> tuple[int, int, int]:
+    """(config, config1, config2) with each term's bits where the PMU's
+    format puts them; ValueError for a term the PMU does not define."""
+    fields = {"config": 0, "config1": 0, "config2": 0}
+    for term, value in terms:
+        if term not in pmu.formats:
+            raise ValueError(f"PMU {pmu.name!r} has no term {term!r} "
+                             f"(it has: {', '.join(sorted(pmu.formats)) or 'none'})")
+        field, ranges = pmu.formats[term]
+        for lo, hi in ranges:  # the value's low bits go to the first range
+            width = hi - lo + 1
+            fields[field] |= (value & ((1 << width) - 1)) << lo
+            value >>= width
+        if value:
+            raise ValueError(f"value too large for term {term!r} of PMU {pmu.name!r}")
+    return fields["config"], fields["config1"], fields["config2"]
+
+
+def read_pmus(root: str = PMU_ROOT) -> dict[str, Pmu]:
+    """The PMUs the kernel registered, with their formats and named events."""
+    pmus = {}
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return {}
+    for name in names:
+        base = os.path.join(root, name)
+        try:
+            with open(os.path.join(base, "type")) as f:
+                type_ = int(f.read())
+        except (OSError, ValueError):
+            continue
+        formats, events = {}, {}
+        for sub, into, parse in (("format", formats, parse_format), ("events", events, str.strip)):
+            try:
+                entries = sorted(os.listdir(os.path.join(base, sub)))
+            except OSError:
+                continue
+            for entry in entries:
+                if "." in entry:  # events/x.scale, x.unit: not events
+                    continue
+                try:
+                    with open(os.path.join(base, sub, entry)) as f:
+                        into[entry] = parse(f.read())
+                except (OSError, ValueError):
+                    continue
+        pmus[name] = Pmu(name, type_, formats, events)
+    return pmus
+
+
+def _pmu_event(name: str, pmus: dict[str, Pmu] | None) -> Event | None:
+    """`pmu/event/` or `pmu/term=value,.../` as an Event; None if `name` is not
+    written that way; UnsupportedEventError if the PMU or event is unknown."""
+    match = _PMU_EVENT.match(name)
+    if not match:
+        return None
+    pmu_name, inner = match.groups()
+    pmus = read_pmus() if pmus is None else pmus
+    pmu = pmus.get(pmu_name)
+    if pmu is None:
+        raise UnsupportedEventError(
+            f"unknown PMU {pmu_name!r} in event {name!r}",
+            f"PMUs here: {', '.join(sorted(pmus)) or 'none'}; 'profiler list-events' "
+            "lists their events")
+    terms_text = pmu.events.get(inner, inner)
+    try:
+        config = encode_terms(pmu, parse_terms(terms_text))
+    except ValueError as err:
+        raise UnsupportedEventError(
+            f"cannot build event {name!r}: {err}",
+            f"named events of {pmu_name}: {', '.join(sorted(pmu.events)) or 'none'}") from None
+    return Event(name=name, type=pmu.type, config=config[0], config1=config[1],
+                 config2=config[2])
+
+
+def pmu_event_names(pmus: dict[str, Pmu]) -> list[str]:
+    return [f"{p.name}/{e}/" for p in pmus.values() for e in p.events]
+
+
+def resolve_event(name: str, pmus: dict[str, Pmu] | None = None) -> Event:
+    """Event name -> perf type/config; UnsupportedEventError for unknown names.
+    `pmus`: the sysfs PMUs (read when a `pmu/event/` name needs them)."""
     if name in SOFTWARE:
         return Event(name=name, type=TYPE_SOFTWARE, config=SOFTWARE[name])
     if name in HARDWARE:
@@ -108,19 +236,22 @@ def resolve_event(name: str) -> Event:
     raw = _RAW.match(name)
     if raw:
         return Event(name=name, type=TYPE_RAW, config=int(raw.group(1), 16))
+    event = _pmu_event(name, pmus)
+    if event is not None:
+        return event
     raise UnsupportedEventError(
         f"unknown event {name!r}",
         "run 'profiler list-events' for the events this machine supports; "
-        "raw PMU codes are written rNNNN (hex)")
+        "raw PMU codes are written rNNNN (hex), PMU events pmu/event/")
 
 
 def build_attr(event: Event, sampling: Sampling) -> PerfEventAttr:
     """The perf_event_attr for sampling `event` (disabled until attached)."""
+    common = dict(type=event.type, config=event.config, config1=event.config1,
+                  config2=event.config2)
     if sampling.frequency is not None:
-        return PerfEventAttr(type=event.type, config=event.config,
-                             sample_freq=sampling.frequency, freq=True)
-    return PerfEventAttr(type=event.type, config=event.config,
-                         sample_period=sampling.period or 1)
+        return PerfEventAttr(**common, sample_freq=sampling.frequency, freq=True)
+    return PerfEventAttr(**common, sample_period=sampling.period or 1)
 
 
 # ---------------------------------------------------------------- syscalls
@@ -175,18 +306,47 @@ def probe(attr: PerfEventAttr, cpu: int) -> OSError | None:
     return None
 
 
-def supported_events(sampling: Sampling, cpu: int) -> list[str]:
-    """The symbolic event names the kernel opens here (aliases included)."""
-    names = []
-    for name in known_event_names():
-        if probe(build_attr(resolve_event(name), sampling), cpu) is None:
-            names.append(name)
-    return names
+def supported_events(sampling: Sampling, cpu: int,
+                     pmus: dict[str, Pmu] | None = None) -> list[tuple[Event, OSError | None]]:
+    """Every event we can name, each with the kernel's answer to opening it
+    for sampling on `cpu` (None: it opens): perf's generic names (aliases
+    included), then each PMU's own named events."""
+    pmus = read_pmus() if pmus is None else pmus
+    out = []
+    for name in [*known_event_names(), *pmu_event_names(pmus)]:
+        try:
+            event = resolve_event(name, pmus)
+        except UnsupportedEventError:  # a PMU event whose terms we cannot encode
+            continue
+        out.append((event, probe(build_attr(event, sampling), cpu)))
+    return out
+
+
+def max_sample_rate() -> int | None:
+    try:
+        with open("/proc/sys/kernel/perf_event_max_sample_rate") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def check_rate(sampling: Sampling) -> None:
+    """-F above the kernel's limit: refused with the limit, not as an
+    unsupported event (the kernel says only EINVAL)."""
+    limit = max_sample_rate()
+    if sampling.frequency is not None and limit and sampling.frequency > limit:
+        from profiler.errors import UsageError
+        raise UsageError(
+            f"-F {sampling.frequency} is above this kernel's limit of {limit} samples "
+            "per second (kernel.perf_event_max_sample_rate)",
+            f"use -F {limit} or less, or raise the limit as root: "
+            f"sysctl -w kernel.perf_event_max_sample_rate={sampling.frequency}")
 
 
 def check_event(event: Event, sampling: Sampling, cpu: int) -> PerfEventAttr:
     """The attr for `event`, or UnsupportedEventError naming the kernel's reason
     and the events that would work. Called before any BPF is compiled."""
+    check_rate(sampling)
     attr = build_attr(event, sampling)
     err = probe(attr, cpu)
     if err is None:
@@ -195,12 +355,18 @@ def check_event(event: Event, sampling: Sampling, cpu: int) -> PerfEventAttr:
         from profiler.errors import NotPermittedError
         raise NotPermittedError(f"cannot open perf event {event.name!r}: {kernel_reason(err)}",
                                 "run as root (or grant CAP_PERFMON and CAP_BPF)")
-    working = [n for n in supported_events(sampling, cpu) if n in _PRIMARY]
+    reason = kernel_reason(err)
+    if err.errno == errno.EINVAL and probe(dataclasses.replace(attr, freq=False, sample_freq=0,
+                                                               sample_period=0), cpu) is None:
+        reason += "; it can be counted but not sampled (its PMU has no overflow interrupt)"
+    working = [e.name for e, failure in supported_events(sampling, cpu)
+               if failure is None and e.name in _SUGGESTED]
     raise UnsupportedEventError(
-        f"event {event.name!r} is not supported on this machine: {kernel_reason(err)}",
+        f"event {event.name!r} is not supported on this machine: {reason}",
         "use one of: " + ", ".join(working) if working else
         "no sampling event can be opened here")
 
 
-_PRIMARY = {name for name in known_event_names()
-            if name not in ("faults", "cs", "migrations", "cpu-cycles", "branch-instructions")}
+_SUGGESTED = {name for name in known_event_names()
+              if name not in ("faults", "cs", "migrations", "cpu-cycles", "branch-instructions")
+              and name not in _NOT_SUGGESTED}

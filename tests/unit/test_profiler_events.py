@@ -66,3 +66,76 @@ def test_unknown_event_is_refused_with_a_remedy():
 def test_every_known_name_resolves():
     for name in known_event_names():
         resolve_event(name)
+
+
+# ------------------------------------------------------------ PMUs in sysfs
+
+from profiler.errors import UsageError  # noqa: E402
+from profiler.events import (Pmu, check_rate, encode_terms, parse_format,  # noqa: E402
+                             parse_terms, read_pmus)
+
+
+def _sysfs(root, name, type_, formats, events):
+    base = root / name
+    (base / "format").mkdir(parents=True)
+    (base / "events").mkdir()
+    (base / "type").write_text(f"{type_}\n")
+    for term, spec in formats.items():
+        (base / "format" / term).write_text(spec + "\n")
+    for event, terms in events.items():
+        (base / "events" / event).write_text(terms + "\n")
+
+
+def test_format_and_terms_are_parsed_as_sysfs_writes_them():
+    assert parse_format("config:0-7\n") == ("config", ((0, 7),))
+    assert parse_format("config1:0-63") == ("config1", ((0, 63),))
+    assert parse_format("config:0-7,32-35") == ("config", ((0, 7), (32, 35)))
+    assert parse_format("config:21") == ("config", ((21, 21),))
+    with pytest.raises(ValueError):
+        parse_format("bogus:0-3")
+    assert parse_terms("event=0x3c,umask=0x01,edge") == [("event", 0x3C), ("umask", 1), ("edge", 1)]
+
+
+def test_terms_are_placed_where_the_format_says():
+    pmu = Pmu("cpu", 4, {"event": ("config", ((0, 7),)), "umask": ("config", ((8, 15),)),
+                         "edge": ("config", ((18, 18),)), "ldlat": ("config1", ((0, 15),)),
+                         "split": ("config", ((0, 3), (32, 35)))}, {})
+    assert encode_terms(pmu, [("event", 0xC0), ("umask", 0x1)]) == (0x1C0, 0, 0)
+    assert encode_terms(pmu, [("edge", 1), ("ldlat", 3)]) == (1 << 18, 3, 0)
+    assert encode_terms(pmu, [("split", 0x5A)]) == (0xA | 0x5 << 32, 0, 0)  # low bits first
+    with pytest.raises(ValueError):
+        encode_terms(pmu, [("event", 0x1FF)])  # does not fit in 8 bits
+    with pytest.raises(ValueError):
+        encode_terms(pmu, [("nope", 1)])
+
+
+def test_pmu_events_resolve_from_sysfs_and_reach_the_attr(tmp_path):
+    _sysfs(tmp_path, "cpu", 4, {"event": "config:0-7", "umask": "config:8-15",
+                                "ldlat": "config1:0-15"},
+           {"mem-loads": "event=0xcd,umask=0x1,ldlat=3", "cycles": "event=0x3c"})
+    (tmp_path / "cpu" / "events" / "mem-loads.scale").write_text("1\n")  # not an event
+    _sysfs(tmp_path, "msr", 9, {"event": "config:0-63"}, {"tsc": "event=0x00"})
+    pmus = read_pmus(str(tmp_path))
+    assert sorted(pmus) == ["cpu", "msr"] and sorted(pmus["cpu"].events) == ["cycles", "mem-loads"]
+    event = resolve_event("cpu/mem-loads/", pmus)
+    assert (event.type, event.config, event.config1) == (4, 0x1CD, 3)
+    assert resolve_event("cpu/event=0xc0,umask=2/", pmus).config == 0x2C0
+    raw = build_attr(event, Sampling(frequency=99)).pack()
+    config1, config2 = struct.unpack_from("=QQ", raw, 56)  # perf_event_attr.config1, config2
+    assert (config1, config2) == (3, 0)
+    with pytest.raises(UnsupportedEventError) as e:
+        resolve_event("gpu/x/", pmus)
+    assert "cpu, msr" in e.value.remedy
+    with pytest.raises(UnsupportedEventError) as e:
+        resolve_event("cpu/no-such-event/", pmus)
+    assert "mem-loads" in e.value.remedy
+
+
+def test_a_rate_above_the_kernels_limit_is_refused_with_the_limit(monkeypatch):
+    import profiler.events as events
+    monkeypatch.setattr(events, "max_sample_rate", lambda: 50000)
+    check_rate(Sampling(frequency=50000))
+    check_rate(Sampling(frequency=None, period=1))
+    with pytest.raises(UsageError) as e:
+        check_rate(Sampling(frequency=100000))
+    assert "50000" in e.value.message and "perf_event_max_sample_rate" in e.value.remedy
