@@ -2,8 +2,8 @@
 
 One line per distinct stack, sorted: `comm;user_root;...;user_leaf;
 kernel_outer_[k];...;kernel_leaf_[k] COUNT`. The first frame is the process
-name, `comm-PID` per process or `comm-PID/TID` per thread (as
-stackcollapse-perf writes them). ';' inside a name becomes ':'.
+name, `comm-PID` per process or `comm-PID/TID` per thread, spaces made
+'_' (as stackcollapse-perf writes them). ';' inside a name becomes ':'.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def clean(name: str) -> str:
 
 
 def process_frame(sample: SymbolizedSample, grouping: Grouping) -> str:
-    comm = sample.comm or "[unknown comm]"
+    comm = (sample.comm or "[unknown comm]").replace(" ", "_")
     if grouping is Grouping.PROCESS:
         return f"{comm}-{sample.pid}"
     if grouping is Grouping.THREAD:

@@ -23,3 +23,9 @@ def test_process_and_thread_grouping():
 def test_order_is_independent_of_input_order():
     a = [s("x", ["m", str(i)], [], i + 1) for i in range(20)]
     assert fold(a) == fold(list(reversed(a))) == sorted(fold(a))
+
+
+def test_process_names_have_spaces_made_underscores_as_stackcollapse_perf_does():
+    samples = [s("my app;x", ["main"], [], 1, pid=7, tid=8)]
+    assert fold(samples) == ["my_app:x;main 1"]
+    assert fold(samples, Grouping.THREAD) == ["my_app:x-7/8;main 1"]
