@@ -13,18 +13,22 @@ packages=(
   chromium                              # browser tests of the interactive SVG
 )
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 
 # Kernel headers for BCC: the running kernel's own package when the
 # distribution has one, else its default headers (the profiler points BCC at
-# them when /lib/modules/$(uname -r)/build is missing).
+# them when /lib/modules/$(uname -r)/build is missing). Default headers
+# already installed do not count while the archive (as apt last saw it) has
+# the running kernel's own.
 have_headers=no
-if [ -e "/lib/modules/$(uname -r)/build/include" ] || \
-   dpkg-query -W -f='${Status}' "$running_headers" 2>/dev/null | grep -q 'ok installed' || \
-   dpkg-query -W -f='${Status}' "linux-headers-$arch" 2>/dev/null | grep -q 'ok installed'; then
+if [ -e "/lib/modules/$(uname -r)/build/include" ] || installed "$running_headers"; then
+  have_headers=yes
+elif installed "linux-headers-$arch" && ! apt-cache show "$running_headers" >/dev/null 2>&1; then
   have_headers=yes
 fi
 
