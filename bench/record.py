@@ -1,6 +1,6 @@
 """Benchmark `profiler record` against BCC's profile tool (profile-bpfcc).
 
-Run as root:  .venv/bin/python bench/record.py [--skip-loss]
+Run as root:  .venv/bin/python bench/record.py [--rounds N] [--repeat N] [--skip-loss]
 
 Prints, side by side:
   - in-kernel cost per sample: kernel.bpf_stats_enabled=1, run_time_ns /
@@ -8,15 +8,18 @@ Prints, side by side:
     the same time on the same process, so they sample the same code under the
     same load (run one after the other, the figures swing by 30%), counted
     only while both are attached, both started with empty maps; median of
-    three 6 s rounds, on a process with one hot path (fp_chain) and on the
-    many-stacks workload;
+    the rounds (6 s each), on a process with one hot path (fp_chain) and on
+    the many-stacks workload. Also the median of the per-round ratio ours /
+    BCC: the two figures of a round share the machine's state, so the ratio
+    moves much less than either figure;
   - wall time and peak RSS of a whole 1 s profile (99 Hz, -p PID, to a file:
-    SVG for ours, folded text for BCC's), best of 5, interleaved. Ours loads
+    SVG for ours, folded text for BCC's), best of N, interleaved. Ours loads
     the program it compiled and kept on its first run (profiler/bpf_image.py);
     the row "first run" is ours compiling it (PROFILER_NO_PROGRAM_CACHE=1),
     as BCC's tool does on every run;
   - samples lost on the many-stacks workload (a random walk through 8
-    functions, 7 deep) at 999 Hz over 8 s.
+    functions, 7 deep) at 999 Hz over 8 s, and how many stacks ours walked
+    twice (their bucket was taken).
 BCC's tool is given the same kernel headers ours finds (BCC_KERNEL_SOURCE).
 """
 from __future__ import annotations
@@ -53,6 +56,22 @@ def perf_event_progs() -> dict[int, tuple[str, int, int]]:
             for p in json.loads(out or "[]") if p.get("type") == "perf_event"}
 
 
+def _new_program(name: str, before: set[int], proc: subprocess.Popen) -> int | None:
+    """The id of the program `name` that `proc` loaded: the one not in
+    `before`, once it has run (None if the tool ended first)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = [i for i, (n, _ns, runs) in perf_event_progs().items()
+                 if n == name and i not in before and runs]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise SystemExit(f"bench/record.py: another {name} program is loaded; "
+                             "run the benchmark on a quiet machine")
+        time.sleep(0.02)
+    return None
+
+
 def cost_side_by_side(pid: str, env: dict, seconds: int = 6) -> dict[str, tuple[float, int]]:
     """ns per run and runs of each tool's perf_event program, both attached
     to the same process over the same seconds. BCC's tool compiles first;
@@ -62,32 +81,33 @@ def cost_side_by_side(pid: str, env: dict, seconds: int = 6) -> dict[str, tuple[
     before = set(perf_event_progs())
     bcc = subprocess.Popen([BCC_PROFILE, "-F", "999", "-f", "-p", pid, str(seconds)],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and bcc.poll() is None and \
-            not any(runs for i, (_n, _ns, runs) in perf_event_progs().items() if i not in before):
-        time.sleep(0.05)
+    bcc_id = _new_program("do_perf_event", before, bcc)
     ours = subprocess.Popen([*OURS, "-q", "-F", "999", "-p", pid, "-d", str(seconds),
                              "-o", "/dev/null", "--format", "folded"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [bcc, ours]
+    ours_id = _new_program("prof_sample", before, ours)
+    ids = {"bcc": bcc_id, "ours": ours_id}
     first: dict = {}
     last: dict = {}
-    while any(p.poll() is None for p in procs):
-        now = {i: v for i, v in perf_event_progs().items() if i not in before}
-        if len(now) >= 2 and all(runs for _n, _ns, runs in now.values()):
+    while bcc.poll() is None or ours.poll() is None:
+        now = perf_event_progs()
+        if all(i in now for i in ids.values()):
             first = first or now
             last = now
         time.sleep(0.2)
-    tools = {"prof_sample": "ours", "do_perf_event": "bcc"}
     out = {}
-    for i, (name, ns, runs) in last.items():
-        ns0, runs0 = first[i][1], first[i][2]
-        n = runs - runs0
-        out[tools.get(name, name)] = ((ns - ns0) / n if n else float("nan"), n)
+    if not first or None in ids.values():
+        raise SystemExit("bench/record.py: a tool's program never ran; is the workload alive?")
+    for tool, i in ids.items():
+        n = last[i][2] - first[i][2]
+        out[tool] = ((last[i][1] - first[i][1]) / n if n else float("nan"), n)
     return out
 
 
 def median_cost(exe: str, args: list[str], env: dict, rounds: int = 3) -> dict[str, tuple[float, int]]:
+    """Per tool: median ns per run over the rounds, and runs counted. Also
+    "ratio": the median of ours / BCC's per round (each round's two figures
+    share the machine's state, so their ratio varies less than either)."""
     worker = subprocess.Popen([exe, *args])
     try:
         time.sleep(0.2)
@@ -95,8 +115,10 @@ def median_cost(exe: str, args: list[str], env: dict, rounds: int = 3) -> dict[s
     finally:
         worker.kill()
         worker.wait()
-    return {tool: (statistics.median(r[tool][0] for r in results),
-                   sum(r[tool][1] for r in results)) for tool in ("ours", "bcc")}
+    out = {tool: (statistics.median(r[tool][0] for r in results),
+                  sum(r[tool][1] for r in results)) for tool in ("ours", "bcc")}
+    out["ratio"] = (statistics.median(r["ours"][0] / r["bcc"][0] for r in results), rounds)
+    return out
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -140,6 +162,8 @@ def our_loss(exe: str, env: dict, tmp: pathlib.Path) -> tuple[int, int]:
         worker.wait()
     stats = json.loads(raw.read_text())["stats"]
     lost = stats["lost_stack_store_full"] + stats["lost_counts_map_full"]
+    print(f"(ours walked {stats.get('stacks_walked_again', 0)} of {stats['samples']} stacks "
+          "twice: a taken bucket)")
     return lost, stats["samples"]
 
 
@@ -153,7 +177,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/record.py: run as root", file=sys.stderr)
         return 1
-    subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+    stats_path = pathlib.Path("/proc/sys/kernel/bpf_stats_enabled")
+    stats_before = stats_path.read_text().strip()
+    stats_path.write_text("1")
     try:
         with tempfile.TemporaryDirectory() as tmpname, kernel_source(plan_headers()) as src:
             tmp = pathlib.Path(tmpname)
@@ -184,6 +210,7 @@ def main() -> int:
                 print(f"{'in-kernel ns/sample, ' + workload:34}"
                       f"{cost['ours'][0]:>14.0f}{cost['bcc'][0]:>14.0f}")
                 print(f"{'  (program runs measured)':34}{cost['ours'][1]:>14}{cost['bcc'][1]:>14}")
+                print(f"{'  ours / BCC, median of rounds':34}{cost['ratio'][0]:>14.3f}")
             print(f"{'1 s profile, wall s (best)':34}{min(r[0] for r in ours_runs):>14.2f}"
                   f"{min(r[0] for r in bcc_runs):>14.2f}")
             print(f"{'1 s profile, peak RSS MB (best)':34}{min(r[1] for r in ours_runs):>14.0f}"
@@ -196,7 +223,7 @@ def main() -> int:
                 print(f"{'many stacks 999 Hz 8 s, lost':34}{ol:>8}/{ot:<5}{bl:>8}/{bt:<5}")
                 print(f"{'  lost %':34}{100 * ol / max(ot, 1):>14.3f}{100 * bl / max(bt, 1):>14.3f}")
     finally:
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"])
+        stats_path.write_text(stats_before)
     return 0
 
 

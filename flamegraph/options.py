@@ -79,6 +79,10 @@ class Options:
     notes: str = ""
     encoding: str | None = None  # only named in the XML declaration, as flamegraph.pl
     searchcolor: str = "rgb(230,0,230)"
+    # With no valid input: None draws flamegraph.pl's "no valid input" picture;
+    # a message draws the title, the subtitle and that message instead (the
+    # profiler's picture of a run without samples still says what was run).
+    empty_message: str | None = None
 
     @property
     def effective_title(self) -> str:

@@ -174,14 +174,20 @@ def _num(value: float) -> str:
 
 
 def error_document(options: Options) -> str:
-    """flamegraph.pl's picture for input with no valid line."""
-    height = options.fontsize * 5
+    """The picture for input with no valid line: flamegraph.pl's, or the
+    title, subtitle and `options.empty_message`."""
+    font = {"font-family": options.fonttype, "text-anchor": "middle"}
+    lines = [("ERROR: No valid input provided to flamegraph.", options.fontsize + 2, "")]
+    if options.empty_message is not None:
+        lines = [(options.effective_title, options.fontsize + 5, "title"),
+                 *([(options.subtitle, options.fontsize, "subtitle")] if options.subtitle else []),
+                 (options.empty_message, options.fontsize + 2, "")]
+    height = options.fontsize * (3 + 2 * len(lines))
     dwg = svgwrite.Drawing(size=(options.width, _num(height)), debug=False)
     dwg.viewbox(0, 0, options.width, _num(height))
-    dwg.add(_text(dwg, "ERROR: No valid input provided to flamegraph.", options.width // 2,
-                  options.fontsize * 2, **{"font-family": options.fonttype,
-                                           "font-size": _num(options.fontsize + 2),
-                                           "text-anchor": "middle"}))
+    for i, (text, size, id_) in enumerate(lines):
+        attrs = {**font, "font-size": _num(size), **({"id": id_} if id_ else {})}
+        dwg.add(_text(dwg, text, options.width // 2, options.fontsize * (2 + 2 * i), **attrs))
     return dwg.tostring()
 
 

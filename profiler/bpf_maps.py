@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import functools
+import mmap
 import os
+import platform
+import time
 from typing import Callable
 
 _LIB: ct.CDLL | None = None
@@ -65,6 +69,32 @@ def possible_cpus() -> int:
         return os.cpu_count() or 1
     return sum(int(hi or lo) - int(lo) + 1
                for lo, _, hi in (part.partition("-") for part in text.split(",")))
+
+
+_MEMBARRIER = {"x86_64": 324, "aarch64": 283}  # syscall numbers
+MEMBARRIER_CMD_GLOBAL = 1
+_GRACE_FALLBACK = 0.005  # s: far beyond one program run (microseconds)
+
+
+def wait_for_running_programs() -> None:
+    """Return once every BPF program that was running on any CPU when this
+    was called has ended.
+
+    Programs run inside RCU read-side sections (preemption off), so an RCU
+    grace period is that wait; membarrier(MEMBARRIER_CMD_GLOBAL) is
+    synchronize_rcu() from user space (about 10 ms). Where it is refused
+    (nohz_full kernels, other architectures), a short sleep is the
+    best-effort stand-in.
+    """
+    number = _MEMBARRIER.get(platform.machine())
+    if number is not None and _libc().syscall(number, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0:
+        return
+    time.sleep(_GRACE_FALLBACK)
+
+
+@functools.cache
+def _libc() -> ct.CDLL:
+    return ct.CDLL(None, use_errno=True)
 
 
 class BpfMap:
@@ -135,6 +165,30 @@ class BpfMap:
         k, v = keys.raw, values.raw
         return [(k[i * self.key_size:(i + 1) * self.key_size],
                  v[i * self.value_size:(i + 1) * self.value_size]) for i in range(total)]
+
+
+class MappedArray:
+    """An array map created with BPF_F_MMAPABLE, read and cleared through
+    shared memory: a whole map in two copies, not a system call per entry."""
+
+    def __init__(self, fd: int, value_size: int, max_entries: int) -> None:
+        self.stride = (value_size + 7) // 8 * 8  # the kernel's element size
+        self.length = self.stride * max_entries
+        pages = -(-self.length // mmap.PAGESIZE) * mmap.PAGESIZE
+        self._mm: mmap.mmap | None = mmap.mmap(fd, pages, mmap.MAP_SHARED,
+                                               mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def take(self) -> bytes:
+        """Every value, leaving zeros behind. Only for a map no program is
+        writing to: a write between the copy and the clearing would be lost."""
+        data = self._mm[:self.length]
+        self._mm[:self.length] = bytes(self.length)
+        return data
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()  # the mapping holds a reference to the map
+            self._mm = None
 
 
 class RingBuffer:

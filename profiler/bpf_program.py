@@ -12,10 +12,12 @@ import dataclasses
 import gc
 import os
 import pathlib
+import re
 import struct
+import sys
 import tempfile
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from profiler import bpf_image, bpf_maps, events
 from profiler.errors import BccMissingError, CompileError, NotPermittedError
@@ -29,11 +31,17 @@ EXEC_FN = b"prof_exec"
 PROGRAM_NAMES = ("prof_sample", "prof_exec")  # as bpftool lists them
 # Index order of the `stats` array in profile.bpf.c.
 STATS = ("samples", "lost_stack_store_full", "lost_counts_map_full",
-         "user_walk_errors", "kernel_walk_errors", "process_notices_lost")
+         "user_walk_errors", "kernel_walk_errors", "process_notices_lost",
+         "stacks_walked_again")
 NOTICE_NEW, NOTICE_EXEC = 1, 2
-STACK_ID_TAG = 1 << 63  # count keys: a stack-trace map bucket id, not a content hash
+# Stack keys. In the kernel's count keys, bit 63 marks a bucket id of the
+# count's generation, and a clear bit 63 a content hash. Bucket ids are
+# reused once a generation is emptied, and one stack may be stored either
+# way, so user space replaces both by a key of its own for the run: bit 63
+# and a serial number for each distinct stack.
+STACK_ID_TAG = 1 << 63
+MISSING_STACK = (1 << 64) - 1  # a bucket that could not be read: no frames under this key
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
-SWAP_GRACE = 0.005  # seconds a program that read the old live flag may still run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +49,17 @@ class CountKey:
     pid: int
     tid: int
     comm: str
-    user_hash: int
+    user_hash: int  # a stack key of the run (see STACK_ID_TAG); 0: no frames
     kernel_hash: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Drained:
+    """What one drain took out of the kernel."""
+
+    counts: list[tuple[CountKey, int]]
+    stacks: dict[int, tuple[int, ...]]  # stack key -> addresses, leaf first; new ones only
+    fill: float = 0.0  # share of the generation's stack-trace map that was in use
 
 
 def max_stack_depth() -> int:
@@ -73,6 +90,7 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
         "MAX_DEPTH": max_stack_depth(),
         "STACK_STORAGE_SIZE": options.stack_storage_size,
         "COUNTS_SIZE": options.stack_storage_size,
+        "SLOTS": 1 << (options.stack_storage_size - 1).bit_length(),
         "PID_WORDS": (pid_max() + 63) // 64,
         "FILTER_TGID": int(kind is TargetKind.PIDS or (kind is TargetKind.COMMAND and not by_cgroup)),
         "FILTER_CGROUP": int(by_cgroup),
@@ -152,10 +170,16 @@ def _compiler_message(text: str) -> str:
     return "\n".join((errors or lines)[:12]) or "(the compiler printed nothing)"
 
 
-MAP_NAMES = ("scratch", "stack_ids", "stacks", "recent", "counts0", "counts1", "control",
+MAP_NAMES = ("scratch", "stack_ids0", "stack_ids1", "stacks", "recent", "counts0", "counts1",
+             "slots0", "slots1", "control",
              "config", "stats", "targets", "seen", "notices")
 CONFIG_TARGET, CONFIG_CGROUP = 0, 1
 _COUNT_KEY = struct.Struct("=IIQQ16s")  # struct sample_key
+_SLOT_HEAD = struct.Struct("=QQ")  # struct count_slot: count, state; then the key
+# The byte of a slot's state (a u64 at offset 8) that is nonzero once claimed.
+_SLOT_STATE = 8 + (7 if sys.byteorder == "big" else 0)
+_NONZERO = re.compile(rb"[^\x00]")
+_LOSSES = ("lost_stack_store_full", "lost_counts_map_full")
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
 _NOTICE = struct.Struct("=II")
 
@@ -172,7 +196,11 @@ class BpfSampler:
                  cgroup_id: int | None = None) -> None:
         self.flags = defines(options, cgroup_id is not None)
         self._perf_fds: list[int] = []
-        self._live = 0
+        self._slots: list[bpf_maps.MappedArray] = []
+        self._live = 0  # the generation the program writes to
+        self._interned: dict[tuple[int, ...], int] = {}  # stack -> its key for the run
+        self._by_hash: dict[int, int] = {}  # content hash -> key for the run
+        self._losses = 0  # samples lost as of the last drain
         self._bpf = None  # BCC's module, when compiled this run
         self._ring: bpf_maps.RingBuffer | None = None
         self._tp_fd = -1
@@ -239,7 +267,12 @@ class BpfSampler:
         _release_freed_memory()
         specs, fds = {}, {}
         for name in MAP_NAMES:
-            table = self._bpf[name]
+            try:
+                table = self._bpf[name]
+            except KeyError:  # the program file and this module disagree
+                raise CompileError(f"the compiled BPF program has no map {name!r}",
+                                   f"{SOURCE} does not match this profiler: reinstall it") \
+                    from None
             leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU tables widen Leaf
             ringbuf = name == "notices"
             specs[name] = bpf_image.MapSpec(
@@ -259,6 +292,9 @@ class BpfSampler:
         self._maps = {name: bpf_maps.BpfMap(fd, specs[name].key_size, specs[name].value_size,
                                             specs[name].max_entries, specs[name].type)
                       for name, fd in self.loaded.maps.items() if name != "notices"}
+        self._slots = [bpf_maps.MappedArray(self.loaded.maps[name], specs[name].value_size,
+                                            specs[name].max_entries)
+                       for name in ("slots0", "slots1")]
         ids = options.target.ids
         config = self._maps["config"]
         config.update(_U32.pack(CONFIG_TARGET), _U64.pack(ids[0] if len(ids) == 1 else 0))
@@ -317,48 +353,93 @@ class BpfSampler:
                             for at in range(0, len(raw) - 7, table.slot))
         return out
 
-    def swap_and_drain_counts(self) -> list[tuple[CountKey, int]]:
-        """Make the other counts map live, then empty the one just retired."""
+    def swap_and_drain(self) -> Drained:
+        """Make the other generation live, wait for the programs still
+        writing to the old one, then take everything out of it."""
         old = self._live
         self._live ^= 1
         self._maps["control"].update(_U32.pack(0), _U32.pack(self._live))
-        time.sleep(SWAP_GRACE)
-        return self._drain_counts(f"counts{old}")
+        bpf_maps.wait_for_running_programs()
+        return self._drain_generation(old)
 
-    def drain_all_counts(self) -> list[tuple[CountKey, int]]:
-        return self._drain_counts("counts0") + self._drain_counts("counts1")
+    def drain_all(self) -> Drained:
+        """Both generations, once stop() has been called."""
+        bpf_maps.wait_for_running_programs()
+        first = self._drain_generation(self._live ^ 1)
+        last = self._drain_generation(self._live)
+        return Drained(first.counts + last.counts, first.stacks | last.stacks,
+                       max(first.fill, last.fill))
 
-    def _drain_counts(self, name: str) -> list[tuple[CountKey, int]]:
+    def _drain_generation(self, gen: int) -> Drained:
+        """Counts and stacks of a generation no program writes to; its
+        stack-trace map is left empty for its next turn."""
+        raw = [(_COUNT_KEY.unpack(k), _U64.unpack_from(v)[0])
+               for k, v in self._maps[f"counts{gen}"].drain()]
+        raw += self._take_slots(gen)
+        new: dict[int, tuple[int, ...]] = {}
+        self._drain_content_stacks(new)
+        table = self._maps[f"stack_ids{gen}"]
+        run_key = {0: 0}
+        buckets = 0
+        for (_pid, _tid, user, kernel, _comm), _n in raw:
+            for key in (user, kernel):
+                if key not in run_key:
+                    if key & STACK_ID_TAG:
+                        buckets += 1
+                        run_key[key] = self._take_bucket(table, key & 0xFFFFFFFF, new)
+                    else:
+                        run_key[key] = self._by_hash.get(key, MISSING_STACK)
+        losses = sum(self.stats()[name] for name in _LOSSES)
+        if losses != self._losses:  # a lost sample may have left its stack behind
+            self._losses = losses
+            for key in table.keys():
+                table.delete(key)
+        counts = [(CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+                            run_key[user], run_key[kernel]), n)
+                  for (pid, tid, user, kernel, comm), n in raw]
+        return Drained(counts, new, buckets / table.max_entries)
+
+    def _take_slots(self, gen: int) -> list[tuple[tuple, int]]:
+        """(key fields, count) of every claimed count slot of a generation,
+        which is left empty. A key may also have a count in the hash map."""
+        slots = self._slots[gen]
+        data, stride = slots.take(), slots.stride
+        states = data[_SLOT_STATE::stride]  # one byte a slot
         out = []
-        for k, v in self._maps[name].drain():
-            pid, tid, user, kernel, comm = _COUNT_KEY.unpack(k)
-            out.append((CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
-                                 user, kernel), _U64.unpack_from(v)[0]))
+        for hit in _NONZERO.finditer(states):
+            at = hit.start() * stride
+            count, _state = _SLOT_HEAD.unpack_from(data, at)
+            out.append((_COUNT_KEY.unpack_from(data, at + _SLOT_HEAD.size), count))
         return out
 
-    def resolve_stack_ids(self, keys: Iterable[int]) -> dict[int, tuple[int, ...]]:
-        """Frames of the bucket-id keys given (STACK_ID_TAG | id), leaf first.
+    def _intern(self, ips: tuple[int, ...], new: dict[int, tuple[int, ...]]) -> int:
+        """The stack's key for the run, the same however the kernel stored
+        it; added to `new` the first time the run sees the stack."""
+        key = self._interned.get(ips)
+        if key is None:
+            key = self._interned[ips] = STACK_ID_TAG | (len(self._interned) + 1)
+            new[key] = ips
+        return key
 
-        Buckets are never cleared during the run, so an id read now names the
-        stack the sample saw; each id needs reading once.
-        """
-        table = self._maps["stack_ids"]
-        found = {}
-        for key in keys:
-            if key & STACK_ID_TAG:
-                raw = table.lookup(_U32.pack(key & ~STACK_ID_TAG & 0xFFFFFFFF))
-                if raw is not None:
-                    ips = struct.unpack(f"={len(raw) // 8}Q", raw)
-                    found[key] = ips[:ips.index(0)] if 0 in ips else ips
-        return found
+    def _take_bucket(self, table: bpf_maps.BpfMap, stack_id: int,
+                     new: dict[int, tuple[int, ...]]) -> int:
+        """Read and free one bucket: its stack's key for the run."""
+        bucket = _U32.pack(stack_id)
+        raw = table.lookup(bucket)
+        if raw is None:
+            return MISSING_STACK
+        table.delete(bucket)
+        ips = struct.unpack(f"={len(raw) // 8}Q", raw)
+        return self._intern(ips[:ips.index(0)] if 0 in ips else ips, new)
 
-    def drain_stacks(self) -> dict[int, tuple[int, ...]]:
-        """Copy out and delete every stored stack: hash -> addresses, leaf first."""
-        out = {}
+    def _drain_content_stacks(self, new: dict[int, tuple[int, ...]]) -> None:
+        """Copy out and delete every stack stored by content. A hash names
+        the same stack all run, and a count may use it drains after its
+        stack was taken out (the program skips storing it again)."""
         for k, v in self._maps["stacks"].drain():
             nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
-            out[_U64.unpack(k)[0]] = struct.unpack_from(f"={nr}Q", v, 8)
-        return out
+            self._by_hash[_U64.unpack(k)[0]] = self._intern(
+                struct.unpack_from(f"={nr}Q", v, 8), new)
 
     # -------------------------------------------------------------- teardown
 
@@ -368,6 +449,9 @@ class BpfSampler:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._perf_fds = []
+        for slots in self._slots:
+            slots.close()
+        self._slots = []
         if self._ring is not None:
             self._ring.close()
             self._ring = None

@@ -29,6 +29,16 @@ def parse_own_cgroup(proc_cgroup: str) -> str:
     return "/"
 
 
+def available() -> bool:
+    """Whether `-- COMMAND` will get a cgroup of its own (as far as can be
+    told without creating one): a cgroup v2 hierarchy we may write to."""
+    try:
+        mount = parse_cgroup2_mount(pathlib.Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return False
+    return mount is not None and os.access(mount, os.W_OK)
+
+
 class CommandCgroup:
     """Created under our own cgroup (or the hierarchy's root); removed on close."""
 

@@ -6,9 +6,11 @@ failure prints its message and remedy, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from profiler import options as opt
 from profiler.errors import OutputError, ProfilerError, UsageError
@@ -91,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                      default=opt.DEFAULT_STACK_STORAGE, metavar="N",
                      help="distinct stacks held in the kernel between drains "
                           f"(default {opt.DEFAULT_STACK_STORAGE})")
+    rec.add_argument("--drain-interval", type=_positive(float), metavar="SECONDS",
+                     default=opt.DEFAULT_DRAIN_INTERVAL,
+                     help="longest time between two drains of the kernel's maps; drains "
+                          "come sooner by themselves when the stacks would fill them "
+                          f"(default {opt.DEFAULT_DRAIN_INTERVAL:g})")
     rec.add_argument("--print-program", action="store_true",
                      help="print the BPF program as compiled (with its -D flags) and exit")
     _add_output_args(rec)
@@ -133,7 +140,7 @@ def record_options(ns: argparse.Namespace, command: tuple[str, ...]) -> opt.Reco
         target=target, event=ns.event, sampling=sampling, duration=ns.duration,
         cpus=tuple(ns.cpu or ()), sides=sides, include_idle=ns.include_idle,
         grouping=_grouping(ns), stack_storage_size=ns.stack_storage_size,
-        show_progress=not ns.quiet and sys.stderr.isatty(),
+        drain_interval=ns.drain_interval, show_progress=not ns.quiet and sys.stderr.isatty(),
         print_program=ns.print_program)
 
 
@@ -183,23 +190,65 @@ def _progress_printer():
 def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
     options = record_options(ns, command)
     if options.print_program:
+        from profiler import cgroup
         from profiler.bpf_program import defines, program_text
-        sys.stdout.write(program_text(defines(options)))
+        by_cgroup = options.target.kind is opt.TargetKind.COMMAND and cgroup.available()
+        sys.stdout.write(program_text(defines(options, by_cgroup)))
         return 0
     out = output_options(ns)
     render = _render_factory(ns) if out.format is opt.OutputFormat.SVG else None
+    from profiler.bpf_program import check_privileges
+    from profiler.output import check_writable
+    check_privileges()
+    check_writable(out.path)  # now: a recording must not end in a failed write
     from profiler.recorder import record
     recording = record(options, _progress_printer() if options.show_progress else None)
     try:
         if options.show_progress:
             sys.stderr.write("\n")
-        folded = _write(recording.profile, out, render, recording.files.path_for)
+        with _interrupt_on_sigterm():
+            folded = _write(recording.profile, out, render, recording.files.path_for)
+    except BaseException as err:  # a known failure, Ctrl-C or a bug: keep the recording
+        _rescue(recording.profile, out.path, err)
+        raise
     finally:
         recording.close()
     _warn([*recording.files.warnings, *(folded.warnings if folded else ())])
     if not ns.quiet:
         _summary(recording.profile, out, folded)
     return 0
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """While the output is written, SIGTERM interrupts as Ctrl-C does (and
+    the recording is then saved as a raw profile), rather than killing the
+    process with the recording unsaved."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    saved = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+
+
+def _rescue(profile, path: str, err: BaseException) -> None:
+    """Save the recording as a raw profile and say where: in the error's
+    remedy for a known failure (printed next), else on stderr now."""
+    from profiler.output import rescue
+    saved = rescue(profile, path)
+    if saved:
+        text = f"the recording is saved in {saved}: '{PROG} report {saved} -o {path}' writes it"
+    else:
+        text = "no directory would take the raw recording: it is lost"
+    if isinstance(err, ProfilerError):
+        err.remedy = f"{err.remedy}; {text}" if err.remedy else text
+    else:
+        why = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        print(f"{PROG}: writing {'stdout' if path == '-' else path} {why}; {text}",
+              file=sys.stderr)
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
@@ -212,6 +261,9 @@ def cmd_report(ns: argparse.Namespace) -> int:
     except OSError as err:
         raise OutputError(f"cannot read {ns.raw}: {err.strerror}",
                           "give a raw profile written by 'profiler record -o FILE.json'") from None
+    if out.grouping is opt.Grouping.THREAD and not profile.info.per_thread:
+        raise UsageError(f"{ns.raw} was recorded without --per-thread: it has no thread ids",
+                         "use --per-pid, or record again with --per-thread")
     folded = _write(profile, out, render, None)
     _warn(folded.warnings if folded else ())
     if not ns.quiet:
@@ -236,17 +288,26 @@ def _summary(profile, out, folded) -> None:
     where = "stdout" if out.path == "-" else out.path
     if folded is not None:
         print(f"{PROG}: {folded.losses.describe()}", file=sys.stderr)
+        for note in folded.notes:
+            print(f"{PROG}: {note}", file=sys.stderr)
         if not folded.lines:
-            print(f"{PROG}: no samples were recorded (an idle target? try a higher -F "
-                  "or a longer -d)", file=sys.stderr)
+            hint = "" if info.stopped_by.startswith("signal") else \
+                " (an idle target? try a higher -F or a longer -d)"
+            print(f"{PROG}: no samples were recorded in {info.duration:.1f} s{hint}",
+                  file=sys.stderr)
         if folded.unresolved_frames:
             print(f"{PROG}: {folded.unresolved_frames} distinct frames could not be named "
                   "(shown as module+0xOFFSET)", file=sys.stderr)
     else:
-        from profiler.output import losses_of
-        print(f"{PROG}: {losses_of(profile).describe()}", file=sys.stderr)
-    if info.command_status is not None:
-        print(f"{PROG}: command exited with status {info.command_status}", file=sys.stderr)
+        from profiler.output import losses_of, notes_of
+        from profiler.unwind.stacks import unwind
+        summary = unwind(profile)[1]
+        print(f"{PROG}: {losses_of(profile, summary).describe()}", file=sys.stderr)
+        for note in notes_of(profile, summary.truncated):
+            print(f"{PROG}: {note}", file=sys.stderr)
+    command = info.describe_command_end()
+    if command is not None:
+        print(f"{PROG}: command {command}", file=sys.stderr)
     exited = [p for p in profile.processes.values() if p.exited and not p.kernel_thread]
     if info.stopped_by == "targets exited":
         print(f"{PROG}: every target exited; the run ended after {info.duration:.1f} s "
@@ -258,17 +319,26 @@ def _summary(profile, out, folded) -> None:
 
 
 def cmd_list_events() -> int:
+    """The events the kernel opens for sampling here, asked one by one."""
+    import errno
     from profiler import events
+    from profiler.errors import NotPermittedError, UnsupportedEventError
     from profiler.recorder import online_cpus
-    names = events.supported_events(opt.Sampling(), online_cpus()[0])
-    if not names:
-        print(f"{PROG}: no event could be opened (are you root?)", file=sys.stderr)
-        return 1
-    for name in names:
-        ev = events.resolve_event(name)
-        kind = {0: "hardware", 1: "software", 3: "hardware cache"}.get(ev.type, str(ev.type))
-        print(f"{name:32} {kind} event")
-    print("rNNNN                            raw PMU event (hex code; needs a PMU)")
+    answers = events.supported_events(opt.Sampling(), online_cpus()[0])
+    working = [e for e, failure in answers if failure is None]
+    if not working:
+        if any(f is not None and f.errno in (errno.EACCES, errno.EPERM) for _e, f in answers):
+            raise NotPermittedError("the kernel lets this user open no perf event for sampling",
+                                    "run as root (or grant CAP_PERFMON)")
+        raise UnsupportedEventError("the kernel opens no perf event for sampling here",
+                                    "check that perf events are enabled in this kernel")
+    kinds = {events.TYPE_HARDWARE: "hardware event", events.TYPE_SOFTWARE: "software event",
+             events.TYPE_HW_CACHE: "hardware cache event"}
+    for event in working:
+        kind = kinds.get(event.type) or f"PMU event ({event.name.split('/')[0]})"
+        print(f"{event.name:32} {kind}")
+    if any(e.type == events.TYPE_HARDWARE for e in working):  # a core PMU answers
+        print(f"{'rNNNN':32} raw PMU event (hex code of this CPU's PMU)")
     return 0
 
 

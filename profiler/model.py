@@ -1,9 +1,8 @@
 """The raw profile: what recording produces, before symbolizing.
 
 Saved as versioned JSON (`profiler record -o x.json`), read back by
-`profiler report`. Stacks are addresses, leaf first, keyed by the content hash
-the BPF program gave them; memory maps were snapshotted while the processes
-were alive.
+`profiler report`. Stacks are addresses, leaf first, one key per distinct
+stack; memory maps were snapshotted while the processes were alive.
 """
 from __future__ import annotations
 
@@ -58,12 +57,34 @@ class RecordingInfo:
     sides: str  # "both", "user", "kernel"
     per_thread: bool
     started: float  # Unix time
-    command_status: int | None = None  # exit status of `-- COMMAND`
+    command_status: int | None = None  # exit status of `-- COMMAND`; -N: killed by signal N
+    command_stopped: bool = False  # still running when the run ended, so we stopped it
     stopped_by: str = ""  # "duration", "signal", "command exited", "targets exited"
     max_depth: int = 127
 
     def describe_rate(self) -> str:
         return f"{self.frequency} Hz" if self.frequency else f"every {self.period} events"
+
+    def describe_command_end(self) -> str | None:
+        """How `-- COMMAND` ended, in words; None for other targets."""
+        if self.command_status is None:
+            return None
+        text = describe_exit(self.command_status)
+        if self.command_stopped:
+            text += " (still running when the run ended: stopped by the profiler)"
+        return text
+
+
+def describe_exit(status: int) -> str:
+    """An exit code as os.waitstatus_to_exitcode gives it, in words."""
+    if status >= 0:
+        return f"exited with status {status}"
+    import signal
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = f"signal {-status}"
+    return f"killed by {name}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -37,6 +37,7 @@ class OutputFormat(enum.Enum):
 
 DEFAULT_FREQUENCY = 99
 DEFAULT_STACK_STORAGE = 16384
+DEFAULT_DRAIN_INTERVAL = 1.0  # seconds
 DEFAULT_OUTPUT = "profile.svg"
 
 
@@ -82,7 +83,7 @@ class RecordOptions:
     include_idle: bool = False
     grouping: Grouping = Grouping.COMM
     stack_storage_size: int = DEFAULT_STACK_STORAGE
-    drain_interval: float = 1.0  # seconds between map drains
+    drain_interval: float = DEFAULT_DRAIN_INTERVAL  # longest time between map drains
     show_progress: bool = False
     print_program: bool = False  # print the BPF program as compiled
 

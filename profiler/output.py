@@ -1,6 +1,7 @@
 """Raw profile -> folded lines, loss summary, title; and writing the output."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from typing import Callable
@@ -41,6 +42,20 @@ class Folded:
     unresolved_frames: int
     truncated: int
     warnings: tuple[str, ...] = ()  # whole-run symbolizing problems, one line each
+    notes: tuple[str, ...] = ()  # samples kept but incomplete, and the like
+
+
+def notes_of(profile: RawProfile, truncated: int) -> tuple[str, ...]:
+    """What is kept but incomplete: told once at the end and in the subtitle."""
+    notes = []
+    if truncated:
+        notes.append(f"{truncated} samples with stacks cut at {profile.info.max_depth} "
+                     "frames (their root frames are missing)")
+    lost = profile.stats.get("process_notices_lost", 0)
+    if lost:
+        notes.append(f"{lost} new-process notices lost (those processes' first memory "
+                     "maps may be missing)")
+    return tuple(notes)
 
 
 def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Losses:
@@ -71,7 +86,7 @@ def fold_profile(profile: RawProfile, grouping: Grouping, path_for: PathFor | No
     symbolizer = Symbolizer(profile, path_for, options=symbolize)
     lines = fold(symbolizer.symbolize(samples), grouping)
     return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated,
-                  tuple(symbolizer.warnings))
+                  tuple(symbolizer.warnings), notes_of(profile, summary.truncated))
 
 
 def title_for(profile: RawProfile) -> str:
@@ -81,10 +96,14 @@ def title_for(profile: RawProfile) -> str:
 
 
 def subtitle_for(profile: RawProfile, folded: Folded) -> str:
-    text = folded.losses.describe()
-    if profile.info.command_status is not None:
-        text += f"; command exit status {profile.info.command_status}"
-    return text
+    parts = [folded.losses.describe(), *folded.notes]
+    command = profile.info.describe_command_end()
+    if command is not None:
+        parts.append(f"command {command}")
+    return "; ".join(parts)
+
+
+NO_SAMPLES = "No samples were recorded."
 
 
 def write_output(profile: RawProfile, path: str, fmt: OutputFormat, grouping: Grouping,
@@ -105,8 +124,62 @@ def write_output(profile: RawProfile, path: str, fmt: OutputFormat, grouping: Gr
     title, subtitle = title_for(profile), subtitle_for(profile, folded)
     options = render_options(title, subtitle) if render_options else \
         Options(title=title, subtitle=subtitle)
+    options = dataclasses.replace(options, empty_message=NO_SAMPLES)
     _write(path, render(folded.lines, options).svg)
     return folded
+
+
+def check_writable(path: str) -> None:
+    """OutputError now, before recording, for an output that cannot be
+    written later (a missing or read-only directory, a directory as -o)."""
+    if path == "-":
+        return
+    import os
+    import stat
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            raise OutputError(f"cannot write {path}: it is a directory",
+                              "give a file name with -o")
+    except OSError:
+        pass  # not there yet (the usual case), or not ours to look at: the directory decides
+    try:
+        is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {directory}: {err.strerror}",
+                          "create the directory, or choose another path with -o") from None
+    if not is_dir:
+        raise OutputError(f"cannot write {path}: {directory} is not a directory",
+                          "choose another path with -o")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {directory} is not writable",
+                          "choose a writable path with -o")
+
+
+def rescue(profile: RawProfile, path: str) -> str | None:
+    """Save the raw profile when the output could not be written, so the
+    recording is not lost: beside the output, else in the current or the
+    temporary directory. Returns where, or None if nowhere would take it."""
+    import os
+    import tempfile
+    data = (profile.to_json() + "\n").encode()
+    stem = "profile" if path == "-" else os.path.splitext(os.path.basename(path))[0]
+    places = [os.getcwd(), tempfile.gettempdir()]
+    if path != "-":
+        places.insert(0, os.path.dirname(os.path.abspath(path)))
+    for directory in dict.fromkeys(places):
+        try:
+            fd, name = tempfile.mkstemp(prefix=f"{stem}.", suffix=".raw.json", dir=directory)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return name
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+    return None
 
 
 def _write(path: str, data: bytes) -> None:

@@ -23,6 +23,13 @@ from profiler.procwatch import FileKeeper, ProcessTracker, alive
 from profiler.symbolize.addresses import code_address
 
 POLL = 0.1  # seconds: how often the loop wakes to check stop conditions
+PROGRESS_EVERY = 1.0  # seconds
+SHORTEST_DRAIN = 0.1  # seconds
+FIRST_DRAIN = 0.25  # seconds: soon, to learn how fast the stack maps fill
+# Share of a generation's stack-trace map filled at a drain above which the
+# next drain comes sooner (a fuller map means more collisions), and below
+# which it comes later again, up to the option's interval.
+FILL_HIGH, FILL_LOW = 1 / 8, 1 / 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +181,9 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
 
     counts: dict = {}
     stacks: dict[int, tuple[int, ...]] = {}
-    next_drain = t0 + options.drain_interval
+    interval = min(FIRST_DRAIN, options.drain_interval)
+    next_drain = t0 + interval
+    next_progress = t0 + PROGRESS_EVERY
     stopped_by = ""
     while not stopped_by:
         now = time.monotonic()
@@ -194,33 +203,52 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
                 not any(alive(i) for i in options.target.ids):
             stopped_by = "targets exited"
         elif now >= next_drain:  # (when stopping, the final drain takes all)
-            _drain(sampler.swap_and_drain_counts(), counts, stacks, sampler, tracker)
-            next_drain = now + options.drain_interval
-            if on_progress:
-                remaining = None if options.duration is None else max(0.0, options.duration - (now - t0))
-                on_progress(Progress(now - t0, remaining, sampler.stats()["samples"]))
+            drained = sampler.swap_and_drain()
+            _drain(drained, counts, stacks, tracker)
+            interval = next_drain_interval(interval, drained.fill, options.drain_interval)
+            next_drain = time.monotonic() + interval
+        if on_progress and not stopped_by and now >= next_progress:
+            remaining = None if options.duration is None else max(0.0, options.duration - (now - t0))
+            on_progress(Progress(now - t0, remaining, sampler.stats()["samples"]))
+            next_progress = now + PROGRESS_EVERY
     sampler.stop()
     duration = time.monotonic() - t0
+    command_stopped = launcher is not None and launcher.poll() is None
     sampler.poll(0)
-    _drain(sampler.drain_all_counts(), counts, stacks, sampler, tracker)
+    _drain(sampler.drain_all(), counts, stacks, tracker)
     stats = sampler.stats()
     tracker.finish()
+    processes = tracker.processes()  # who exited during the run: before the command is stopped
+    if command_stopped:  # -d or a signal ended the run first
+        launcher.stop()
 
     info = RecordingInfo(
         target=options.target.describe(), event=event.name, event_type=event.type,
         event_config=event.config, frequency=options.sampling.frequency,
         period=options.sampling.period, duration=round(duration, 3), cpus=tuple(cpus),
         sides=options.sides.value, per_thread=options.per_thread, started=started_wall,
-        command_status=launcher.poll() if launcher else None, stopped_by=stopped_by,
+        command_status=launcher.poll() if launcher else None, command_stopped=command_stopped,
+        stopped_by=stopped_by,
         max_depth=sampler.flags["MAX_DEPTH"])
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
     profile = RawProfile(info=info, counts=records, stacks=stacks,
-                         processes=tracker.processes(), stats=stats,
+                         processes=processes, stats=stats,
                          jit=_jit_entries(records, stacks, tracker.files.perf_maps()),
                          vdso_images=tracker.files.vdso_images())
     return Recording(profile=profile, files=tracker.files)
+
+
+def next_drain_interval(current: float, fill: float, longest: float) -> float:
+    """Seconds to the next drain, given how full the last one found its
+    generation's stack-trace map: sooner when filling (on many CPUs, at high
+    rates), back towards `longest` when nearly empty."""
+    if fill > FILL_HIGH:
+        return max(min(SHORTEST_DRAIN, longest), current / 2)
+    if fill < FILL_LOW:
+        return min(longest, current * 2)
+    return current
 
 
 def _jit_entries(records, stacks, perf_maps) -> dict[int, tuple[tuple[int, int, str], ...]]:
@@ -242,17 +270,14 @@ def _sort_key(k):
     return (k.pid, k.tid, k.comm, k.user_hash, k.kernel_hash)
 
 
-def _drain(drained, counts, stacks, sampler, tracker) -> None:
-    """Merge drained counts, copy out stacks, and re-read the maps of the
-    processes just sampled (a changed map gets a new snapshot)."""
+def _drain(drained, counts, stacks, tracker) -> None:
+    """Merge drained counts and stacks, and re-read the maps of the processes
+    just sampled (a changed map gets a new snapshot)."""
     pids = set()
-    new_ids = set()
-    for key, value in drained:
+    for key, value in drained.counts:
         counts[key] = counts.get(key, 0) + value
         pids.add(key.pid)
-        new_ids.update(k for k in (key.user_hash, key.kernel_hash) if k not in stacks)
-    stacks.update(sampler.drain_stacks())
-    stacks.update(sampler.resolve_stack_ids(new_ids))
+    stacks.update(drained.stacks)
     for pid in pids:
         if not tracker.known(pid):
             tracker.snapshot(pid)

@@ -5,6 +5,8 @@
 //   MAX_DEPTH           frames kept per stack (kernel.perf_event_max_stack)
 //   STACK_STORAGE_SIZE  distinct stacks held between two drains
 //   COUNTS_SIZE         distinct (process, thread, comm, stacks) keys per drain
+//   SLOTS               count slots per generation: the stack-trace maps' buckets
+//                       (STACK_STORAGE_SIZE rounded up to a power of 2)
 //   FILTER_TGID / FILTER_TID   1: sample only the ids user space names: the one
 //                       in config[CONFIG_TARGET], or those in the `targets` map
 //   FILTER_CGROUP       1: sample only tasks in the cgroup (v2) config[CONFIG_CGROUP]:
@@ -19,14 +21,28 @@
 // compiling again).
 //
 // A stack is stored the way BCC's profile tool stores it, in a stack-trace
-// map by bucket id (the kernel walks, hashes and dedups in one helper), and
-// that map is never cleared during the run, so an id always names the same
-// stack. Where BCC's tool loses the sample (the bucket already holds another
-// stack: -EEXIST), we walk again and store the frames by their content (a
-// 64-bit hash) in a hash map that user space drains every second. Count keys
-// say which store holds a stack: bit 63 set for a bucket id, clear for a hash.
-// Counts are double-buffered (control[0] says which map is live). Every
-// sample that cannot be kept is counted in `stats`.
+// map by bucket id (the kernel walks, hashes and dedups in one helper). BCC's
+// tool keeps one such map for the whole run, so the more distinct stacks it
+// has seen, the likelier a new stack finds its bucket taken (-EEXIST) and is
+// lost: a fifth of the samples at 999 Hz over 8 s of a many-stacks workload.
+// Here the stack-trace maps come in two generations, like the counts: the
+// program writes to the live pair (control[0]), and user space, once a
+// second (sooner when the maps fill), makes the other pair live, waits for
+// the programs still running on the old one, reads it and empties it. A map
+// then holds a second's stacks, not the whole run's, so collisions stay rare.
+// Where one happens anyway (or the map is full: -ENOMEM), we walk again and
+// store the frames by their content (a 64-bit hash) in a hash map user space
+// empties at every drain.
+// Count keys say which store holds a stack: bit 63 set for a bucket id (of
+// the generation the count is in), clear for a content hash.
+//
+// A sample is counted where it is cheapest. A bucket id is unique to its
+// stack within a generation, so it indexes an array of count slots: the
+// first key to reach a slot claims it, and later samples with that same key
+// add to it, with no hashing (BCC's tool hashes its key up to three times
+// per sample). A key whose slot another key holds, or without a bucket id,
+// is counted in the hash map instead. User space reads both. Every sample
+// that cannot be kept is counted in `stats`.
 
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
@@ -40,6 +56,9 @@
 #ifndef COUNTS_SIZE
 #define COUNTS_SIZE 16384
 #endif
+#ifndef SLOTS
+#define SLOTS 16384
+#endif
 #ifndef PID_WORDS
 #define PID_WORDS 65536  // pid_max / 64, rounded up: one bit per process id
 #endif
@@ -49,10 +68,10 @@
 #ifndef EFAULT
 #define EFAULT 14
 #endif
-#define STACK_ID_TAG (1ULL << 63)
-#ifndef STACK_ID_SLOTS
-#define STACK_ID_SLOTS (2 * STACK_STORAGE_SIZE)  // buckets: fewer collisions, less walking again
+#ifndef ENOMEM
+#define ENOMEM 12
 #endif
+#define STACK_ID_TAG (1ULL << 63)
 #ifndef RECENT_SLOTS
 #define RECENT_SLOTS 1024  // per-CPU cache of stack hashes already stored; a power of 2
 #endif
@@ -65,7 +84,8 @@ enum stat_index {
     STAT_USER_WALK_ERROR = 3,  // user stack walk returned an error (kept, no user frames)
     STAT_KERNEL_WALK_ERROR = 4,// kernel stack walk returned an error (kept, no kernel frames)
     STAT_NOTICES_LOST = 5,     // ring buffer full: a process notice was not delivered
-    N_STATS = 6,
+    STAT_WALKED_AGAIN = 6,     // a stack stored by content (its bucket was taken)
+    N_STATS = 7,
 };
 
 enum notice_kind { NOTICE_NEW = 1, NOTICE_EXEC = 2 };
@@ -76,6 +96,14 @@ struct sample_key {
     u64 user_hash;     // 0: no user frames; STACK_ID_TAG | id, or a content hash
     u64 kernel_hash;   // 0: no kernel frames; likewise
     char comm[16];
+};
+
+enum slot_state { SLOT_EMPTY = 0, SLOT_CLAIMED = 1, SLOT_READY = 2 };
+
+struct count_slot {
+    u64 count;
+    u64 state;         // enum slot_state; the key is valid once READY
+    struct sample_key key;
 };
 
 struct stack {
@@ -90,14 +118,18 @@ struct notice {
 };
 
 BPF_PERCPU_ARRAY(scratch, struct stack, 1);  // the walk of a colliding stack
-BPF_STACK_TRACE(stack_ids, STACK_ID_SLOTS);
+BPF_STACK_TRACE(stack_ids0, STACK_STORAGE_SIZE);  // generation 0
+BPF_STACK_TRACE(stack_ids1, STACK_STORAGE_SIZE);  // generation 1
 BPF_HASH(stacks, u64, struct stack, STACK_STORAGE_SIZE);
 // A hash found here was stored once, so its frames reach user space (a drain
 // copies a stack out before deleting it): repeats skip the hash-map update.
 BPF_PERCPU_ARRAY(recent, u64, RECENT_SLOTS);
 BPF_HASH(counts0, struct sample_key, u64, COUNTS_SIZE);
 BPF_HASH(counts1, struct sample_key, u64, COUNTS_SIZE);
-BPF_ARRAY(control, u32, 1);
+// Memory-mapped: user space reads and clears a whole generation at once.
+BPF_F_TABLE("array", u32, struct count_slot, slots0, SLOTS, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct count_slot, slots1, SLOTS, BPF_F_MMAPABLE);
+BPF_ARRAY(control, u32, 1);  // the live generation: 0 or 1
 // Set by user space before attaching: the one id to sample (0: the `targets`
 // map decides) and the command's cgroup id.
 enum config_index { CONFIG_TARGET = 0, CONFIG_CGROUP = 1, N_CONFIG = 2 };
@@ -189,21 +221,23 @@ static __always_inline u64 stack_hash(struct stack *s, u64 seed)
 
 // Walk one side and store it; *hash is 0 for no frames. Returns 0, or -1
 // when the sample is lost (the content store is full).
-static __always_inline int take_stack(struct bpf_perf_event_data *ctx, u64 flags, u64 seed,
-                                      u32 walk_error, u64 *hash)
+static __always_inline int take_stack(struct bpf_perf_event_data *ctx, u32 live, u64 flags,
+                                      u64 seed, u32 walk_error, u64 *hash)
 {
     *hash = 0;
-    int id = stack_ids.get_stackid(ctx, flags);
+    int id = live ? stack_ids1.get_stackid(ctx, flags) : stack_ids0.get_stackid(ctx, flags);
     if (id >= 0) {
         *hash = STACK_ID_TAG | (u32)id;
         return 0;
     }
-    if (id != -EEXIST) {  // -EFAULT: nothing to walk; anything else: an error
+    if (id != -EEXIST && id != -ENOMEM) {  // -EFAULT: nothing to walk; else an error
         if (id != -EFAULT)
             stat_add(walk_error);
         return 0;
     }
-    // The bucket holds another stack: walk again and store by content.
+    // The bucket holds another stack, or the map is full: walk again and
+    // store by content.
+    stat_add(STAT_WALKED_AGAIN);
     u32 zero = 0;
     struct stack *s = scratch.lookup(&zero);
     if (!s)
@@ -242,9 +276,46 @@ static __always_inline int counts_insert(u32 live, struct sample_key *key, u64 *
     return live ? counts1.insert(key, value) : counts0.insert(key, value);
 }
 
+static __always_inline int same_key(struct sample_key *a, struct sample_key *b)
+{
+    u64 *x = (u64 *)a, *y = (u64 *)b;
+    return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+// Add one to key's count in its slot; 0 when the slot is another key's (or
+// the key has no bucket id to index it by).
+static __always_inline int count_in_slot(u32 live, struct sample_key *key)
+{
+    u64 by = key->user_hash & STACK_ID_TAG ? key->user_hash : key->kernel_hash;
+    if (!(by & STACK_ID_TAG))
+        return 0;
+    u32 index = (u32)by & (SLOTS - 1);
+    struct count_slot *slot = live ? slots1.lookup(&index) : slots0.lookup(&index);
+    if (!slot)
+        return 0;
+    // Atomic operations order memory on every architecture: the key is read
+    // after the state that says it is complete, and written before it.
+    u64 state = __sync_fetch_and_add(&slot->state, 0);
+    if (state == SLOT_READY) {
+        if (!same_key(&slot->key, key))
+            return 0;
+        __sync_fetch_and_add(&slot->count, 1);
+        return 1;
+    }
+    if (state != SLOT_EMPTY ||
+        __sync_val_compare_and_swap(&slot->state, SLOT_EMPTY, SLOT_CLAIMED) != SLOT_EMPTY)
+        return 0;  // being claimed by another CPU right now
+    slot->key = *key;
+    slot->count = 1;
+    __sync_lock_test_and_set(&slot->state, SLOT_READY);
+    return 1;
+}
+
 // Add one to key's count in the live map; 0 when the map is full (or busy).
 static __always_inline int count(u32 live, struct sample_key *key)
 {
+    if (count_in_slot(live, key))
+        return 1;
     u64 *c = counts_lookup(live, key);
     if (!c) {
         u64 one = 1;
@@ -273,6 +344,11 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     if (tgid != 0)
         announce(tgid);
 
+    // Read once: the stacks and the count of one sample go to one generation.
+    u32 zero = 0;
+    u32 *control_live = control.lookup(&zero);
+    u32 live = control_live ? *control_live : 0;
+
     struct sample_key key = {.pid = tgid};
 #if PER_THREAD
     key.tid = tid;
@@ -280,7 +356,7 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 #if WANT_USER
-    if (take_stack(ctx, BPF_F_USER_STACK, 0x75736572ULL,
+    if (take_stack(ctx, live, BPF_F_USER_STACK, 0x75736572ULL,
                    STAT_USER_WALK_ERROR, &key.user_hash) < 0)
         return 0;
 #endif
@@ -289,14 +365,12 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     // Interrupted in user mode: there are no kernel frames to walk.
     if ((ctx->regs.cs & 3) != 3)
 #endif
-    if (take_stack(ctx, 0, 0x6b65726eULL,
+    if (take_stack(ctx, live, 0, 0x6b65726eULL,
                    STAT_KERNEL_WALK_ERROR, &key.kernel_hash) < 0)
         return 0;
 #endif
 
-    u32 zero = 0;
-    u32 *live = control.lookup(&zero);
-    if (!count(live ? *live : 0, &key))
+    if (!count(live, &key))
         stat_add(STAT_LOST_COUNTS_FULL);
     return 0;
 }

@@ -196,3 +196,59 @@ def test_stdout_output_is_folded(bpf_ready, workloads):
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     assert any("chain_leaf" in f for f, _ in parse_folded(run.stdout))
+
+
+def test_how_the_command_ended_is_told_in_words(bpf_ready, workloads, tmp_path):
+    out = tmp_path / "seg.svg"
+    run = run_profiler("record", "-o", str(out), "--", "/bin/sh", "-c", "kill -SEGV $$")
+    assert run.returncode == 0, run.stderr
+    assert "command killed by SIGSEGV" in run.stderr and "status -" not in run.stderr
+    assert "command killed by SIGSEGV" in out.read_text()  # the subtitle, with 0 samples too
+    out = tmp_path / "cut.svg"
+    run = run_profiler("record", "-d", "1", "-o", str(out), "--", workloads["fp_chain"], "30")
+    assert run.returncode == 0, run.stderr
+    told = "command killed by SIGTERM (still running when the run ended: stopped by the profiler)"
+    assert told in run.stderr and told in out.read_text()
+    assert "exited during the run" not in run.stderr
+
+
+def test_a_rate_above_the_kernels_limit_is_refused_before_loading(bpf_ready, no_leftovers,
+                                                                  tmp_path):
+    limit = int(open("/proc/sys/kernel/perf_event_max_sample_rate").read())
+    run = run_profiler("record", "-F", str(limit + 1), "-d", "1", "-o", str(tmp_path / "x.svg"))
+    assert run.returncode == 2
+    _one_message(run.stderr)
+    assert f"limit of {limit}" in run.stderr and "perf_event_max_sample_rate" in run.stderr
+
+
+def test_an_output_that_cannot_be_written_loses_nothing(bpf_ready, workloads, tmp_path):
+    """Refused before recording when it is plain; when the directory goes
+    away during the run, the recording is saved as a raw profile instead."""
+    run = run_profiler("record", "-d", "1", "-o", str(tmp_path / "missing" / "x.svg"))
+    assert run.returncode != 0 and "no such file or directory" in run.stderr.lower()
+    _one_message(run.stderr)
+    assert "samples" not in run.stderr  # nothing was recorded
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"rmdir {gone}; exec {workloads['fp_chain']} 1"
+    run = run_profiler("record", "-F", "499", "-o", str(gone / "out.svg"),
+                       "--", "/bin/sh", "-c", script, cwd=str(tmp_path))
+    assert run.returncode != 0
+    _one_message(run.stderr)
+    saved = list(tmp_path.glob("out.*.raw.json"))
+    assert len(saved) == 1 and str(saved[0]) in run.stderr
+    folded = tmp_path / "later.folded"
+    run = run_profiler("report", str(saved[0]), "-o", str(folded))
+    assert run.returncode == 0, run.stderr
+    assert sum(n for f, n in parse_folded(folded.read_text()) if "chain_leaf" in f) > 200
+
+
+def test_list_events_without_permission_is_one_message(bpf_ready):
+    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          *profiler_cmd("list-events")],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    if run.returncode == 0:  # a kernel that lets anyone sample (perf_event_paranoid < 1)
+        assert "cpu-clock" in run.stdout
+        return
+    _one_message(run.stderr)
+    assert "profiler: remedy:" in run.stderr and "root" in run.stderr

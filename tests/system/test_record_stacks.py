@@ -173,3 +173,62 @@ def test_processes_the_command_starts_are_profiled_too(bpf_ready, workloads, tmp
     assert any("chain_leaf" in f for f, _ in rows)
     # The command's cgroup is gone afterwards.
     assert not list(pathlib.Path("/sys/fs/cgroup").glob("**/profiler-*"))
+
+
+def test_generations_never_mix_up_stacks(bpf_ready, workloads, tmp_path):
+    """Two processes with thousands of stacks each, drained every 50 ms: each
+    stack-trace map is emptied and its bucket ids reused about eighty times,
+    so a bucket id read in the wrong generation would name another process's
+    stack. Each process's stacks hold only its own functions (the second is
+    the same program with its functions renamed), and every sample taken is
+    counted with its frames."""
+    twin = tmp_path / "twin_stacks"
+    # Longer names: the twin keeps the build-id, and its size tells the
+    # symbol cache the two apart.
+    renames = [f"--redefine-sym=f{i}=twin_f{i}" for i in range(8)] + \
+        ["--redefine-sym=spin=twin_spin"]
+    subprocess.run(["objcopy", *renames, workloads["many_stacks"], str(twin)], check=True)
+    a = subprocess.Popen([workloads["many_stacks"], "30"])
+    b = subprocess.Popen([str(twin), "30"])
+    raw = tmp_path / "two.json"
+    try:
+        run = run_profiler("record", "-F", "999", "-p", f"{a.pid},{b.pid}", "-d", "4",
+                           "--drain-interval", "0.05", "-o", str(raw))
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+    assert run.returncode == 0, run.stderr
+    from profiler.model import RawProfile
+    from profiler.unwind.stacks import unwind
+    profile = RawProfile.from_json(raw.read_text())
+    assert profile.total_counted == profile.stats["samples"] > 4000
+    assert unwind(profile)[1].missing_stack == 0
+    folded = tmp_path / "two.folded"
+    run = run_profiler("report", str(raw), "-o", str(folded))
+    assert run.returncode == 0, run.stderr
+    own = {"many_stacks": re.compile(r"^(f[0-7]|spin)$"),
+           "twin_stacks": re.compile(r"^twin_(f[0-7]|spin)$")}
+    seen = {"many_stacks": 0, "twin_stacks": 0}
+    for frames, n in parse_folded(folded.read_text()):
+        user = _user_frames(frames)
+        other = own["twin_stacks" if frames[0] == "many_stacks" else "many_stacks"]
+        assert not any(other.match(f) or f.startswith("[unmapped]") for f in user), frames
+        seen[frames[0]] += n
+    assert min(seen.values()) > 1000, seen
+
+
+def test_a_small_stack_map_is_drained_sooner_instead_of_overflowing(bpf_ready, workloads,
+                                                                     tmp_path):
+    """1,024 stack slots against ~1,000 new stacks a second: drains come
+    every ~0.1 s, so few buckets are taken when a stack arrives (a fixed
+    one-second drain walks a third of the stacks twice) and none is lost."""
+    raw = tmp_path / "small.json"
+    run = run_profiler("record", "-F", "999", "-d", "5", "--stack-storage-size", "1024",
+                       "-o", str(raw), "--", workloads["many_stacks"], "30")
+    assert run.returncode == 0, run.stderr
+    from profiler.model import RawProfile
+    stats = RawProfile.from_json(raw.read_text()).stats
+    assert stats["samples"] > 4000
+    assert stats["lost_stack_store_full"] == stats["lost_counts_map_full"] == 0, stats
+    assert stats["stacks_walked_again"] < 0.15 * stats["samples"], stats

@@ -124,3 +124,14 @@ def test_headers_plan(tmp_path):
         plan_headers("6.18.0-test", src=str(tmp_path / "empty"), modules=str(tmp_path / "none"),
                      environ={}, builtin=str(tmp_path / "none"))
     assert "tried" in e.value.message and "make setup" in e.value.remedy
+
+
+@pytest.mark.parametrize("cgroup_v2", [True, False])
+def test_print_program_for_a_command_shows_the_filter_a_run_compiles(capsys, monkeypatch,
+                                                                     cgroup_v2):
+    from profiler import cgroup
+    monkeypatch.setattr(cgroup, "available", lambda: cgroup_v2)
+    assert cli.main(["record", "--print-program", "--", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert f"#define FILTER_CGROUP {int(cgroup_v2)}" in out
+    assert f"#define FILTER_TGID {int(not cgroup_v2)}" in out
