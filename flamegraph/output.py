@@ -25,6 +25,9 @@ def write_atomically(path: str, data: bytes) -> None:
     except OSError as e:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {e.strerror}") from None
+    except BaseException:  # interrupted: no temporary file left behind
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_all(stream, data: bytes) -> None:

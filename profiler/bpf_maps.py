@@ -73,7 +73,7 @@ def possible_cpus() -> int:
 
 _MEMBARRIER = {"x86_64": 324, "aarch64": 283}  # syscall numbers
 MEMBARRIER_CMD_GLOBAL = 1
-_GRACE_FALLBACK = 0.005  # s: far beyond one program run (microseconds)
+_GRACE_FALLBACK = 0.05  # s: thousands of times one program run (microseconds)
 
 
 def wait_for_running_programs() -> None:

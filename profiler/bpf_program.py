@@ -59,7 +59,7 @@ class Drained:
 
     counts: list[tuple[CountKey, int]]
     stacks: dict[int, tuple[int, ...]]  # stack key -> addresses, leaf first; new ones only
-    fill: float = 0.0  # share of the generation's stack-trace map that was in use
+    fill: float = 0.0  # share of the fullest of the generation's maps that was in use
 
 
 def max_stack_depth() -> int:
@@ -201,6 +201,7 @@ class BpfSampler:
         self._interned: dict[tuple[int, ...], int] = {}  # stack -> its key for the run
         self._by_hash: dict[int, int] = {}  # content hash -> key for the run
         self._losses = 0  # samples lost as of the last drain
+        self._to_sweep: set[int] = set()  # generations whose stack maps may hold orphans
         self._bpf = None  # BCC's module, when compiled this run
         self._ring: bpf_maps.RingBuffer | None = None
         self._tp_fd = -1
@@ -373,11 +374,12 @@ class BpfSampler:
     def _drain_generation(self, gen: int) -> Drained:
         """Counts and stacks of a generation no program writes to; its
         stack-trace map is left empty for its next turn."""
-        raw = [(_COUNT_KEY.unpack(k), _U64.unpack_from(v)[0])
-               for k, v in self._maps[f"counts{gen}"].drain()]
+        counts_map = self._maps[f"counts{gen}"]
+        raw = [(_COUNT_KEY.unpack(k), _U64.unpack_from(v)[0]) for k, v in counts_map.drain()]
+        hashed = len(raw)
         raw += self._take_slots(gen)
         new: dict[int, tuple[int, ...]] = {}
-        self._drain_content_stacks(new)
+        by_content = self._drain_content_stacks(new)
         table = self._maps[f"stack_ids{gen}"]
         run_key = {0: 0}
         buckets = 0
@@ -390,14 +392,19 @@ class BpfSampler:
                     else:
                         run_key[key] = self._by_hash.get(key, MISSING_STACK)
         losses = sum(self.stats()[name] for name in _LOSSES)
-        if losses != self._losses:  # a lost sample may have left its stack behind
+        if losses != self._losses:  # a lost sample may have left its stack in either generation
             self._losses = losses
+            self._to_sweep = {0, 1}
+        if gen in self._to_sweep:
+            self._to_sweep.discard(gen)
             for key in table.keys():
                 table.delete(key)
         counts = [(CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
                             run_key[user], run_key[kernel]), n)
                   for (pid, tid, user, kernel, comm), n in raw]
-        return Drained(counts, new, buckets / table.max_entries)
+        fill = max(buckets / table.max_entries, hashed / counts_map.max_entries,
+                   by_content / self._maps["stacks"].max_entries)
+        return Drained(counts, new, fill)
 
     def _take_slots(self, gen: int) -> list[tuple[tuple, int]]:
         """(key fields, count) of every claimed count slot of a generation,
@@ -432,14 +439,16 @@ class BpfSampler:
         ips = struct.unpack(f"={len(raw) // 8}Q", raw)
         return self._intern(ips[:ips.index(0)] if 0 in ips else ips, new)
 
-    def _drain_content_stacks(self, new: dict[int, tuple[int, ...]]) -> None:
-        """Copy out and delete every stack stored by content. A hash names
-        the same stack all run, and a count may use it drains after its
-        stack was taken out (the program skips storing it again)."""
-        for k, v in self._maps["stacks"].drain():
+    def _drain_content_stacks(self, new: dict[int, tuple[int, ...]]) -> int:
+        """Copy out and delete every stack stored by content; how many. A
+        hash names the same stack all run, and a count may use it drains
+        after its stack was taken out (the program skips storing it again)."""
+        items = self._maps["stacks"].drain()
+        for k, v in items:
             nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
             self._by_hash[_U64.unpack(k)[0]] = self._intern(
                 struct.unpack_from(f"={nr}Q", v, 8), new)
+        return len(items)
 
     # -------------------------------------------------------------- teardown
 

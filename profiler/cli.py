@@ -40,6 +40,18 @@ def _positive(kind):
     return parse
 
 
+def _bounded(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if not low <= value <= high:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}: {text!r}")
+        return value
+    return parse
+
+
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file; the extension picks the format (.svg, .folded/.txt, "
@@ -93,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                      default=opt.DEFAULT_STACK_STORAGE, metavar="N",
                      help="distinct stacks held in the kernel between drains "
                           f"(default {opt.DEFAULT_STACK_STORAGE})")
-    rec.add_argument("--drain-interval", type=_positive(float), metavar="SECONDS",
+    rec.add_argument("--drain-interval", type=_bounded(0.01, 3600), metavar="SECONDS",
                      default=opt.DEFAULT_DRAIN_INTERVAL,
                      help="longest time between two drains of the kernel's maps; drains "
                           "come sooner by themselves when the stacks would fill them "
@@ -208,6 +220,8 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
             sys.stderr.write("\n")
         with _interrupt_on_sigterm():
             folded = _write(recording.profile, out, render, recording.files.path_for)
+    except BrokenPipeError:  # `-o - | head`: the reader wanted no more
+        raise
     except BaseException as err:  # a known failure, Ctrl-C or a bug: keep the recording
         _rescue(recording.profile, out.path, err)
         raise
@@ -219,13 +233,17 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while the output was written."""
+
+
 @contextlib.contextmanager
 def _interrupt_on_sigterm() -> Iterator[None]:
     """While the output is written, SIGTERM interrupts as Ctrl-C does (and
     the recording is then saved as a raw profile), rather than killing the
     process with the recording unsaved."""
     def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     saved = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -238,7 +256,12 @@ def _rescue(profile, path: str, err: BaseException) -> None:
     """Save the recording as a raw profile and say where: in the error's
     remedy for a known failure (printed next), else on stderr now."""
     from profiler.output import rescue
-    saved = rescue(profile, path)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # a second Ctrl-C waits
+    try:
+        saved = rescue(profile, path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     if saved:
         text = f"the recording is saved in {saved}: '{PROG} report {saved} -o {path}' writes it"
     else:
@@ -376,6 +399,8 @@ def main(argv: Sequence[str]) -> int:
         from flamegraph.output import quiet_broken_pipe
         quiet_broken_pipe(sys.stdout.fileno())
         return 1
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
 

@@ -68,6 +68,7 @@ class Event:
     config: int
     config1: int = 0  # PMU-specific extra bits (sysfs format "config1:...")
     config2: int = 0
+    cpus: tuple[int, ...] = ()  # the only CPUs its PMU counts on; () = any
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -119,6 +120,17 @@ class Pmu:
     type: int
     formats: dict[str, tuple[str, tuple[tuple[int, int], ...]]]  # term -> (field, bit ranges)
     events: dict[str, str]  # event name -> its terms ("event=0x3c,umask=0x00")
+    cpus: tuple[int, ...] = ()  # its sysfs cpumask/cpus (hybrid cores, uncore); () = any
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """"0-3,8" -> (0, 1, 2, 3, 8)."""
+    cpus = []
+    for part in text.strip().split(","):
+        if part:
+            lo, _, hi = part.partition("-")
+            cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return tuple(cpus)
 
 
 def parse_format(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
@@ -133,29 +145,53 @@ def parse_format(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     return field, tuple(ranges)
 
 
-def parse_terms(text: str) -> list[tuple[str, int]]:
-    """"event=0x3c,umask=0x1,edge" -> [(term, value)]; a bare term is 1."""
+def _number(text: str) -> int:
+    """A term's value as perf reads it (strtoull base 0: 0x.., 0.., decimal)."""
+    text = text.strip().lower()
+    if text.startswith("0x"):
+        return int(text, 16)
+    if len(text) > 1 and text.startswith("0"):
+        return int(text, 8)
+    return int(text, 10)
+
+
+def parse_terms(text: str, named: dict[str, str] | None = None) -> list[tuple[str, int]]:
+    """"event=0x3c,umask=0x1,edge" -> [(term, value)]; a bare term is 1, or
+    the terms of the PMU's event of that name (`mem-loads,ldlat=30`)."""
     terms = []
     for part in text.strip().split(","):
         if not part:
             continue
         term, eq, value = part.partition("=")
-        terms.append((term.strip(), int(value, 0) if eq else 1))
+        if not eq and named and term.strip() in named:
+            terms.extend(parse_terms(named[term.strip()]))
+        else:
+            terms.append((term.strip(), _number(value) if eq else 1))
     return terms
+
+
+_FIELDS = ("config", "config1", "config2")
 
 
 def encode_terms(pmu: Pmu, terms: list[tuple[str, int]]) -> tuple[int, int, int]:
     """(config, config1, config2) with each term's bits where the PMU's
-    format puts them; ValueError for a term the PMU does not define."""
-    fields = {"config": 0, "config1": 0, "config2": 0}
+    format puts them, as perf does (the value's bits fill the format's bits
+    from the lowest up; `config=N` and the like set a whole field); a later
+    term overrides an earlier one's bits. ValueError for a term the PMU does
+    not define."""
+    fields = dict.fromkeys(_FIELDS, 0)
     for term, value in terms:
+        if term in _FIELDS:
+            fields[term] = value
+            continue
         if term not in pmu.formats:
             raise ValueError(f"PMU {pmu.name!r} has no term {term!r} "
                              f"(it has: {', '.join(sorted(pmu.formats)) or 'none'})")
         field, ranges = pmu.formats[term]
-        for lo, hi in ranges:  # the value's low bits go to the first range
+        for lo, hi in sorted(ranges):
             width = hi - lo + 1
-            fields[field] |= (value & ((1 << width) - 1)) << lo
+            mask = ((1 << width) - 1) << lo
+            fields[field] = (fields[field] & ~mask) | ((value << lo) & mask)
             value >>= width
         if value:
             raise ValueError(f"value too large for term {term!r} of PMU {pmu.name!r}")
@@ -176,6 +212,14 @@ def read_pmus(root: str = PMU_ROOT) -> dict[str, Pmu]:
                 type_ = int(f.read())
         except (OSError, ValueError):
             continue
+        cpus: tuple[int, ...] = ()
+        for mask in ("cpumask", "cpus"):
+            try:
+                with open(os.path.join(base, mask)) as f:
+                    cpus = parse_cpu_list(f.read())
+                break
+            except (OSError, ValueError):
+                continue
         formats, events = {}, {}
         for sub, into, parse in (("format", formats, parse_format), ("events", events, str.strip)):
             try:
@@ -190,7 +234,7 @@ def read_pmus(root: str = PMU_ROOT) -> dict[str, Pmu]:
                         into[entry] = parse(f.read())
                 except (OSError, ValueError):
                     continue
-        pmus[name] = Pmu(name, type_, formats, events)
+        pmus[name] = Pmu(name, type_, formats, events, cpus)
     return pmus
 
 
@@ -208,15 +252,14 @@ def _pmu_event(name: str, pmus: dict[str, Pmu] | None) -> Event | None:
             f"unknown PMU {pmu_name!r} in event {name!r}",
             f"PMUs here: {', '.join(sorted(pmus)) or 'none'}; 'profiler list-events' "
             "lists their events")
-    terms_text = pmu.events.get(inner, inner)
     try:
-        config = encode_terms(pmu, parse_terms(terms_text))
+        config = encode_terms(pmu, parse_terms(inner, pmu.events))
     except ValueError as err:
         raise UnsupportedEventError(
             f"cannot build event {name!r}: {err}",
             f"named events of {pmu_name}: {', '.join(sorted(pmu.events)) or 'none'}") from None
     return Event(name=name, type=pmu.type, config=config[0], config1=config[1],
-                 config2=config[2])
+                 config2=config[2], cpus=pmu.cpus)
 
 
 def pmu_event_names(pmus: dict[str, Pmu]) -> list[str]:

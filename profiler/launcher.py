@@ -95,20 +95,22 @@ class Launcher:
             self.status = os.waitstatus_to_exitcode(status)
         return self.status
 
-    def stop(self, grace: float = 2.0) -> None:
-        """End the command if it still runs (SIGTERM, then SIGKILL)."""
+    def stop(self, grace: float = 2.0) -> bool:
+        """End the command if it still runs (SIGTERM, then SIGKILL); whether
+        it had to be signalled."""
         if self._go_w >= 0:  # never released: it is waiting on the pipe
             os.close(self._go_w)
             self._go_w = -1
         if self.poll() is not None:
-            return
+            return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if self.poll() is not None:
-                return
+                return True
             time.sleep(0.02)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         self.wait()
+        return True

@@ -175,6 +175,7 @@ def rescue(profile: RawProfile, path: str) -> str | None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(name, 0o644)  # as the output itself would have been
             return name
         except OSError:
             with contextlib.suppress(OSError):

@@ -13,7 +13,7 @@ import time
 from typing import Callable, Iterator
 
 from profiler import events
-from profiler.errors import TargetError, UsageError
+from profiler.errors import TargetError, UnsupportedEventError, UsageError
 from profiler.kheaders import plan_headers
 from profiler.cgroup import CommandCgroup
 from profiler.launcher import Launcher
@@ -24,11 +24,15 @@ from profiler.symbolize.addresses import code_address
 
 POLL = 0.1  # seconds: how often the loop wakes to check stop conditions
 PROGRESS_EVERY = 1.0  # seconds
+# Sampled processes' memory maps are read again at most this often, however
+# often the drains come (reading takes the process's mmap lock).
+REFRESH_EVERY = 1.0  # seconds
 SHORTEST_DRAIN = 0.1  # seconds
 FIRST_DRAIN = 0.25  # seconds: soon, to learn how fast the stack maps fill
-# Share of a generation's stack-trace map filled at a drain above which the
-# next drain comes sooner (a fuller map means more collisions), and below
-# which it comes later again, up to the option's interval.
+# Share of a generation's fullest map (stack-trace buckets, counts, stacks
+# stored by content) at a drain above which the next drain comes sooner (a
+# fuller stack map means more collisions; a full map, lost samples), and
+# below which it comes later again, up to the option's interval.
 FILL_HIGH, FILL_LOW = 1 / 8, 1 / 32
 
 
@@ -83,15 +87,23 @@ def check_targets(options: RecordOptions) -> None:
                               f"use -p {tgid} for the whole process or -t {i} for this thread")
 
 
-def check_cpus(cpus: tuple[int, ...]) -> list[int]:
+def check_cpus(cpus: tuple[int, ...], event: events.Event | None = None) -> list[int]:
+    """The CPUs to sample on: those asked for (all online by default), and
+    of those only the ones the event's PMU counts on (a hybrid CPU's core
+    type), as perf does."""
     online = online_cpus()
-    if not cpus:
-        return online
-    bad = [c for c in cpus if c not in online]
+    chosen = sorted(set(cpus)) if cpus else online
+    bad = [c for c in chosen if c not in online]
     if bad:
         raise UsageError(f"CPU {','.join(map(str, bad))} is not online",
                          f"online CPUs: {','.join(map(str, online))}")
-    return sorted(set(cpus))
+    if event is not None and event.cpus:
+        chosen = [c for c in chosen if c in event.cpus]
+        if not chosen:
+            raise UsageError(f"event {event.name!r} is counted only on CPU "
+                             f"{','.join(map(str, event.cpus))}",
+                             "choose some of those with -C, or leave -C out")
+    return chosen
 
 
 @contextlib.contextmanager
@@ -114,7 +126,7 @@ def record(options: RecordOptions,
 
     bpf_program.check_privileges()
     event = events.resolve_event(options.event)
-    cpus = check_cpus(options.cpus)
+    cpus = check_cpus(options.cpus, event)
     check_targets(options)
     attr = events.check_event(event, options.sampling, cpus[0])  # before anything is loaded
     plan = plan_headers()
@@ -173,7 +185,12 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     if launcher is not None:
         sampler.set_targets([launcher.pid])
         tracker.snapshot(launcher.pid)  # the image before exec (a fork of ours)
-    sampler.attach(attr, cpus)
+    try:
+        sampler.attach(attr, cpus)
+    except OSError as err:  # the probe on one CPU passed; another refuses
+        raise UnsupportedEventError(
+            f"cannot sample {event.name!r} on every CPU asked for: {events.kernel_reason(err)}",
+            "choose the CPUs with -C, or another event (see 'profiler list-events')") from None
     started_wall, t0 = time.time(), time.monotonic()
     if launcher is not None:
         launcher.release()
@@ -184,6 +201,8 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     interval = min(FIRST_DRAIN, options.drain_interval)
     next_drain = t0 + interval
     next_progress = t0 + PROGRESS_EVERY
+    next_refresh = t0 + REFRESH_EVERY
+    sampled: set[int] = set()  # processes sampled since their maps were last read
     stopped_by = ""
     while not stopped_by:
         now = time.monotonic()
@@ -204,7 +223,11 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
             stopped_by = "targets exited"
         elif now >= next_drain:  # (when stopping, the final drain takes all)
             drained = sampler.swap_and_drain()
-            _drain(drained, counts, stacks, tracker)
+            sampled |= _drain(drained, counts, stacks, tracker)
+            if now >= next_refresh:
+                tracker.refresh(sampled)
+                sampled.clear()
+                next_refresh = now + REFRESH_EVERY
             interval = next_drain_interval(interval, drained.fill, options.drain_interval)
             next_drain = time.monotonic() + interval
         if on_progress and not stopped_by and now >= next_progress:
@@ -213,14 +236,13 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
             next_progress = now + PROGRESS_EVERY
     sampler.stop()
     duration = time.monotonic() - t0
-    command_stopped = launcher is not None and launcher.poll() is None
     sampler.poll(0)
-    _drain(sampler.drain_all(), counts, stacks, tracker)
+    tracker.refresh(sampled | _drain(sampler.drain_all(), counts, stacks, tracker))
     stats = sampler.stats()
     tracker.finish()
     processes = tracker.processes()  # who exited during the run: before the command is stopped
-    if command_stopped:  # -d or a signal ended the run first
-        launcher.stop()
+    # Still running when -d or a signal ended the run: stopped here.
+    command_stopped = launcher is not None and launcher.stop()
 
     info = RecordingInfo(
         target=options.target.describe(), event=event.name, event_type=event.type,
@@ -242,8 +264,8 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
 
 def next_drain_interval(current: float, fill: float, longest: float) -> float:
     """Seconds to the next drain, given how full the last one found its
-    generation's stack-trace map: sooner when filling (on many CPUs, at high
-    rates), back towards `longest` when nearly empty."""
+    generation's maps: sooner when filling (many CPUs, high rates, many
+    threads), back towards `longest` when nearly empty."""
     if fill > FILL_HIGH:
         return max(min(SHORTEST_DRAIN, longest), current / 2)
     if fill < FILL_LOW:
@@ -270,9 +292,10 @@ def _sort_key(k):
     return (k.pid, k.tid, k.comm, k.user_hash, k.kernel_hash)
 
 
-def _drain(drained, counts, stacks, tracker) -> None:
-    """Merge drained counts and stacks, and re-read the maps of the processes
-    just sampled (a changed map gets a new snapshot)."""
+def _drain(drained, counts, stacks, tracker) -> set[int]:
+    """Merge drained counts and stacks, and snapshot processes seen for the
+    first time. Returns the processes sampled, whose maps are due to be read
+    again (a changed map gets a new snapshot)."""
     pids = set()
     for key, value in drained.counts:
         counts[key] = counts.get(key, 0) + value
@@ -281,4 +304,4 @@ def _drain(drained, counts, stacks, tracker) -> None:
     for pid in pids:
         if not tracker.known(pid):
             tracker.snapshot(pid)
-    tracker.refresh(pids)
+    return pids

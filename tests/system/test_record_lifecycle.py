@@ -252,3 +252,17 @@ def test_list_events_without_permission_is_one_message(bpf_ready):
         return
     _one_message(run.stderr)
     assert "profiler: remedy:" in run.stderr and "root" in run.stderr
+
+
+def test_a_reader_that_stops_early_is_no_failure(bpf_ready, workloads, tmp_path):
+    """`-o - | head`: the closed pipe ends the output quietly; nothing is
+    saved as if the write had failed."""
+    prof = subprocess.Popen(profiler_cmd("record", "-F", "999", "-o", "-", "--",
+                                         workloads["many_stacks"], "3"),
+                            cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=REPO))
+    first = prof.stdout.readline()
+    prof.stdout.close()
+    _, err = prof.communicate(timeout=60)
+    assert first.strip() and b"Traceback" not in err
+    assert not list(tmp_path.glob("*.raw.json")), err

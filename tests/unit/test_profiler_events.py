@@ -139,3 +139,33 @@ def test_a_rate_above_the_kernels_limit_is_refused_with_the_limit(monkeypatch):
     with pytest.raises(UsageError) as e:
         check_rate(Sampling(frequency=100000))
     assert "50000" in e.value.message and "perf_event_max_sample_rate" in e.value.remedy
+
+
+def test_terms_as_perf_reads_them():
+    pmu = Pmu("cpu", 4, {"event": ("config", ((0, 7),)), "umask": ("config", ((8, 15),)),
+                         "ldlat": ("config1", ((0, 15),)), "odd": ("config", ((32, 35), (0, 3)))},
+              {"mem-loads": "event=0xcd,umask=0x1,ldlat=3"})
+    # a named event plus terms; the later term wins
+    terms = parse_terms("mem-loads,ldlat=30", pmu.events)
+    assert encode_terms(pmu, terms) == (0x1CD, 30, 0)
+    # whole fields, and perf's number bases (strtoull base 0)
+    assert encode_terms(pmu, parse_terms("config=0x1234,config2=7")) == (0x1234, 0, 7)
+    assert parse_terms("event=010,umask=10") == [("event", 8), ("umask", 10)]
+    # format bits filled from the lowest, whatever order the file lists them in
+    assert encode_terms(pmu, [("odd", 0x5A)]) == (0xA | 0x5 << 32, 0, 0)
+
+
+def test_a_pmu_counting_on_some_cpus_limits_the_cpus(tmp_path, monkeypatch):
+    from profiler import recorder
+    _sysfs(tmp_path, "cpu_atom", 10, {"event": "config:0-7"}, {"cycles": "event=0x3c"})
+    (tmp_path / "cpu_atom" / "cpus").write_text("2-3\n")
+    pmus = read_pmus(str(tmp_path))
+    assert pmus["cpu_atom"].cpus == (2, 3)
+    event = resolve_event("cpu_atom/cycles/", pmus)
+    monkeypatch.setattr(recorder, "online_cpus", lambda: [0, 1, 2, 3])
+    assert recorder.check_cpus((), event) == [2, 3]
+    assert recorder.check_cpus((1, 3), event) == [3]
+    with pytest.raises(UsageError) as e:
+        recorder.check_cpus((0, 1), event)
+    assert "only on CPU 2,3" in e.value.message
+    assert recorder.check_cpus((), resolve_event("cpu-clock")) == [0, 1, 2, 3]
