@@ -265,3 +265,17 @@ def test_a_reader_that_stops_early_is_no_failure(bpf_ready, workloads, tmp_path)
     _, err = prof.communicate(timeout=60)
     assert first.strip() and b"Traceback" not in err
     assert not list(tmp_path.glob("*.raw.json")), err
+
+
+def test_no_kernel_headers_is_one_message_saying_what_was_tried(bpf_ready, tmp_path,
+                                                                no_leftovers):
+    """/usr/src hidden in a mount namespace of the test's own: no headers."""
+    script = ("mount -t tmpfs none /usr/src && exec " + " ".join(
+        profiler_cmd("record", "-d", "1", "-o", str(tmp_path / "x.svg"))))
+    run = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=REPO,
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PROFILER_NO_PROGRAM_CACHE="1"))
+    assert run.returncode != 0
+    _one_message(run.stderr)
+    assert "no kernel headers" in run.stderr and "tried:" in run.stderr
+    assert "/usr/src/linux-headers-" in run.stderr and "make setup" in run.stderr
