@@ -17,6 +17,8 @@ import platform
 import time
 from typing import Callable
 
+from profiler.cpus import possible_cpus
+
 _LIB: ct.CDLL | None = None
 RINGBUF_CALLBACK = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_int)
 BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
@@ -59,16 +61,6 @@ def _check(result: int, what: str) -> int:
         code = ct.get_errno()
         raise BpfCallError(code, f"{what}: {os.strerror(code)}")
     return result
-
-
-def possible_cpus() -> int:
-    """How many per-CPU slots a per-CPU map value has."""
-    try:
-        text = open("/sys/devices/system/cpu/possible").read().strip()
-    except OSError:
-        return os.cpu_count() or 1
-    return sum(int(hi or lo) - int(lo) + 1
-               for lo, _, hi in (part.partition("-") for part in text.split(",")))
 
 
 _MEMBARRIER = {"x86_64": 324, "aarch64": 283}  # syscall numbers

@@ -368,8 +368,7 @@ class BpfSampler:
         bpf_maps.wait_for_running_programs()
         first = self._drain_generation(self._live ^ 1)
         last = self._drain_generation(self._live)
-        return Drained(first.counts + last.counts, first.stacks | last.stacks,
-                       max(first.fill, last.fill))
+        return Drained(first.counts + last.counts, first.stacks | last.stacks)
 
     def _drain_generation(self, gen: int) -> Drained:
         """Counts and stacks of a generation no program writes to; its

@@ -41,12 +41,11 @@ def _positive(kind):
 
 
 def _bounded(low: float, high: float):
+    positive = _positive(float)
+
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
-        if not low <= value <= high:  # also refuses nan and inf
+        value = positive(text)
+        if not low <= value <= high:  # also refuses inf
             raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}: {text!r}")
         return value
     return parse
@@ -346,7 +345,7 @@ def cmd_list_events() -> int:
     import errno
     from profiler import events
     from profiler.errors import NotPermittedError, UnsupportedEventError
-    from profiler.recorder import online_cpus
+    from profiler.cpus import online_cpus
     answers = events.supported_events(opt.Sampling(), online_cpus()[0])
     working = [e for e, failure in answers if failure is None]
     if not working:

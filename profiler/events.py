@@ -20,8 +20,9 @@ import platform
 import re
 import struct
 
-from profiler.errors import UnsupportedEventError
+from profiler.errors import UnsupportedEventError, UsageError
 from profiler.options import Sampling
+from profiler.pmus import Pmu, encode_terms, parse_terms, read_pmus
 
 # include/uapi/linux/perf_event.h
 TYPE_HARDWARE, TYPE_SOFTWARE, TYPE_TRACEPOINT, TYPE_HW_CACHE, TYPE_RAW = 0, 1, 2, 3, 4
@@ -43,7 +44,6 @@ CACHE_OPS = {"load": 0, "store": 1, "prefetch": 2}
 CACHE_RESULTS = {"access": 0, "miss": 1}
 _RAW = re.compile(r"r([0-9a-fA-F]{1,16})\Z")
 _PMU_EVENT = re.compile(r"([A-Za-z0-9_.-]+)/([^/]*)/?\Z")
-PMU_ROOT = "/sys/bus/event_source/devices"
 # Events that open on every kernel but say little about where time goes:
 # not offered as alternatives when an event is refused.
 _NOT_SUGGESTED = {"alignment-faults", "emulation-faults"}
@@ -111,131 +111,7 @@ def known_event_names() -> list[str]:
     return [*SOFTWARE, *HARDWARE, *cache_event_names()]
 
 
-# ---------------------------------------------------------------- PMUs in sysfs
-
-
-@dataclasses.dataclass(frozen=True)
-class Pmu:
-    name: str
-    type: int
-    formats: dict[str, tuple[str, tuple[tuple[int, int], ...]]]  # term -> (field, bit ranges)
-    events: dict[str, str]  # event name -> its terms ("event=0x3c,umask=0x00")
-    cpus: tuple[int, ...] = ()  # its sysfs cpumask/cpus (hybrid cores, uncore); () = any
-
-
-def parse_cpu_list(text: str) -> tuple[int, ...]:
-    """"0-3,8" -> (0, 1, 2, 3, 8)."""
-    cpus = []
-    for part in text.strip().split(","):
-        if part:
-            lo, _, hi = part.partition("-")
-            cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return tuple(cpus)
-
-
-def parse_format(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """A sysfs format file ("config:0-7,32-35") -> (field, ((lo, hi), ...))."""
-    field, _, spec = text.strip().partition(":")
-    if field not in ("config", "config1", "config2") or not spec:
-        raise ValueError(f"unknown format {text.strip()!r}")
-    ranges = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        ranges.append((int(lo), int(hi or lo)))
-    return field, tuple(ranges)
-
-
-def _number(text: str) -> int:
-    """A term's value as perf reads it (strtoull base 0: 0x.., 0.., decimal)."""
-    text = text.strip().lower()
-    if text.startswith("0x"):
-        return int(text, 16)
-    if len(text) > 1 and text.startswith("0"):
-        return int(text, 8)
-    return int(text, 10)
-
-
-def parse_terms(text: str, named: dict[str, str] | None = None) -> list[tuple[str, int]]:
-    """"event=0x3c,umask=0x1,edge" -> [(term, value)]; a bare term is 1, or
-    the terms of the PMU's event of that name (`mem-loads,ldlat=30`)."""
-    terms = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        term, eq, value = part.partition("=")
-        if not eq and named and term.strip() in named:
-            terms.extend(parse_terms(named[term.strip()]))
-        else:
-            terms.append((term.strip(), _number(value) if eq else 1))
-    return terms
-
-
-_FIELDS = ("config", "config1", "config2")
-
-
-def encode_terms(pmu: Pmu, terms: list[tuple[str, int]]) -> tuple[int, int, int]:
-    """(config, config1, config2) with each term's bits where the PMU's
-    format puts them, as perf does (the value's bits fill the format's bits
-    from the lowest up; `config=N` and the like set a whole field); a later
-    term overrides an earlier one's bits. ValueError for a term the PMU does
-    not define."""
-    fields = dict.fromkeys(_FIELDS, 0)
-    for term, value in terms:
-        if term in _FIELDS:
-            fields[term] = value
-            continue
-        if term not in pmu.formats:
-            raise ValueError(f"PMU {pmu.name!r} has no term {term!r} "
-                             f"(it has: {', '.join(sorted(pmu.formats)) or 'none'})")
-        field, ranges = pmu.formats[term]
-        for lo, hi in sorted(ranges):
-            width = hi - lo + 1
-            mask = ((1 << width) - 1) << lo
-            fields[field] = (fields[field] & ~mask) | ((value << lo) & mask)
-            value >>= width
-        if value:
-            raise ValueError(f"value too large for term {term!r} of PMU {pmu.name!r}")
-    return fields["config"], fields["config1"], fields["config2"]
-
-
-def read_pmus(root: str = PMU_ROOT) -> dict[str, Pmu]:
-    """The PMUs the kernel registered, with their formats and named events."""
-    pmus = {}
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        return {}
-    for name in names:
-        base = os.path.join(root, name)
-        try:
-            with open(os.path.join(base, "type")) as f:
-                type_ = int(f.read())
-        except (OSError, ValueError):
-            continue
-        cpus: tuple[int, ...] = ()
-        for mask in ("cpumask", "cpus"):
-            try:
-                with open(os.path.join(base, mask)) as f:
-                    cpus = parse_cpu_list(f.read())
-                break
-            except (OSError, ValueError):
-                continue
-        formats, events = {}, {}
-        for sub, into, parse in (("format", formats, parse_format), ("events", events, str.strip)):
-            try:
-                entries = sorted(os.listdir(os.path.join(base, sub)))
-            except OSError:
-                continue
-            for entry in entries:
-                if "." in entry:  # events/x.scale, x.unit: not events
-                    continue
-                try:
-                    with open(os.path.join(base, sub, entry)) as f:
-                        into[entry] = parse(f.read())
-                except (OSError, ValueError):
-                    continue
-        pmus[name] = Pmu(name, type_, formats, events, cpus)
-    return pmus
+# ---------------------------------------------------------------- PMU events
 
 
 def _pmu_event(name: str, pmus: dict[str, Pmu] | None) -> Event | None:
@@ -378,7 +254,6 @@ def check_rate(sampling: Sampling) -> None:
     unsupported event (the kernel says only EINVAL)."""
     limit = max_sample_rate()
     if sampling.frequency is not None and limit and sampling.frequency > limit:
-        from profiler.errors import UsageError
         raise UsageError(
             f"-F {sampling.frequency} is above this kernel's limit of {limit} samples "
             "per second (kernel.perf_event_max_sample_rate)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import signal
 from typing import Mapping
 
 from profiler.errors import OutputError
@@ -79,7 +80,6 @@ def describe_exit(status: int) -> str:
     """An exit code as os.waitstatus_to_exitcode gives it, in words."""
     if status >= 0:
         return f"exited with status {status}"
-    import signal
     try:
         name = signal.Signals(-status).name
     except ValueError:

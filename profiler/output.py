@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import stat
 import sys
+import tempfile
 from typing import Callable
 
 from profiler.errors import OutputError
@@ -134,8 +137,6 @@ def check_writable(path: str) -> None:
     written later (a missing or read-only directory, a directory as -o)."""
     if path == "-":
         return
-    import os
-    import stat
     directory = os.path.dirname(os.path.abspath(path))
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):
@@ -160,8 +161,6 @@ def rescue(profile: RawProfile, path: str) -> str | None:
     """Save the raw profile when the output could not be written, so the
     recording is not lost: beside the output, else in the current or the
     temporary directory. Returns where, or None if nowhere would take it."""
-    import os
-    import tempfile
     data = (profile.to_json() + "\n").encode()
     stem = "profile" if path == "-" else os.path.splitext(os.path.basename(path))[0]
     places = [os.getcwd(), tempfile.gettempdir()]

@@ -16,6 +16,7 @@ from profiler import events
 from profiler.errors import TargetError, UnsupportedEventError, UsageError
 from profiler.kheaders import plan_headers
 from profiler.cgroup import CommandCgroup
+from profiler.cpus import online_cpus
 from profiler.launcher import Launcher
 from profiler.model import CountRecord, RawProfile, RecordingInfo
 from profiler.options import RecordOptions, TargetKind
@@ -52,18 +53,6 @@ class Recording:
 
     def close(self) -> None:
         self.files.close()
-
-
-def online_cpus() -> list[int]:
-    try:
-        text = open("/sys/devices/system/cpu/online").read().strip()
-    except OSError:
-        return list(range(os.cpu_count() or 1))
-    cpus = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 def _tgid_of(tid: int) -> int:

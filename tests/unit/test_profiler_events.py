@@ -71,8 +71,8 @@ def test_every_known_name_resolves():
 # ------------------------------------------------------------ PMUs in sysfs
 
 from profiler.errors import UsageError  # noqa: E402
-from profiler.events import (Pmu, check_rate, encode_terms, parse_format,  # noqa: E402
-                             parse_terms, read_pmus)
+from profiler.events import check_rate  # noqa: E402
+from profiler.pmus import Pmu, encode_terms, parse_format, parse_terms, read_pmus  # noqa: E402
 
 
 def _sysfs(root, name, type_, formats, events):
@@ -169,3 +169,9 @@ def test_a_pmu_counting_on_some_cpus_limits_the_cpus(tmp_path, monkeypatch):
         recorder.check_cpus((0, 1), event)
     assert "only on CPU 2,3" in e.value.message
     assert recorder.check_cpus((), resolve_event("cpu-clock")) == [0, 1, 2, 3]
+
+
+def test_cpu_lists_as_sysfs_writes_them():
+    from profiler.cpus import parse_cpu_list
+    assert parse_cpu_list("0-3,8\n") == (0, 1, 2, 3, 8)
+    assert parse_cpu_list("5") == (5,) and parse_cpu_list("\n") == ()
