@@ -279,3 +279,17 @@ def test_no_kernel_headers_is_one_message_saying_what_was_tried(bpf_ready, tmp_p
     _one_message(run.stderr)
     assert "no kernel headers" in run.stderr and "tried:" in run.stderr
     assert "/usr/src/linux-headers-" in run.stderr and "make setup" in run.stderr
+
+
+def test_make_demo_profiles_its_workload_live(bpf_ready, tmp_path):
+    """What `make demo` runs once setup is done: a live profile, not the
+    bundled fallback."""
+    run = subprocess.run([*profiler_cmd()[:2], "profiler.demo"], cwd=str(tmp_path),
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert run.returncode == 0, run.stderr
+    assert "cannot profile live" not in run.stderr and "Traceback" not in run.stderr
+    svg = tmp_path / "demo-flamegraph.svg"
+    assert run.stdout.strip() == str(svg)
+    assert "demo: " in run.stderr and " 0 lost" in run.stderr
+    assert svg.read_text().count("<g><title>") > 10

@@ -232,3 +232,16 @@ def test_a_small_stack_map_is_drained_sooner_instead_of_overflowing(bpf_ready, w
     assert stats["samples"] > 4000
     assert stats["lost_stack_store_full"] == stats["lost_counts_map_full"] == 0, stats
     assert stats["stacks_walked_again"] < 0.15 * stats["samples"], stats
+
+
+def test_the_sampled_kernel_frame_is_shown_once(bpf_ready, tmp_path):
+    """BCC's tool also keys by the sampled instruction pointer and, on this
+    kernel, prints the kernel leaf twice; each frame appears once here."""
+    out = tmp_path / "leaf.folded"
+    run = run_profiler("record", "-K", "-F", "999", "-d", "1", "-o", str(out),
+                       "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "count=100000000")
+    assert run.returncode == 0, run.stderr
+    rows = parse_folded(out.read_text())
+    assert sum(n for f, n in rows if len(f) > 2) > 500  # nearly all in the kernel
+    doubled = [f for f, _ in rows if len(f) > 2 and f[-1] == f[-2]]
+    assert not doubled, doubled[:3]
