@@ -25,8 +25,8 @@ import sys
 import tempfile
 
 from profiler import bpf_maps
-from profiler.symbolize.cache import default_directory
-from profiler.symbolize.readfile import ours_alone
+from profiler.binary.cache import default_directory
+from profiler.binary.readfile import ours_alone
 
 FORMAT = 1
 LD_IMM64, PSEUDO_MAP_FD = 0x18, 1

@@ -21,7 +21,7 @@ from profiler.launcher import Launcher
 from profiler.model import CountRecord, RawProfile, RecordingInfo
 from profiler.options import RecordOptions, TargetKind
 from profiler.procwatch import FileKeeper, ProcessTracker, alive
-from profiler.symbolize.addresses import code_address
+from profiler.binary.addresses import code_address
 
 POLL = 0.1  # seconds: how often the loop wakes to check stop conditions
 PROGRESS_EVERY = 1.0  # seconds

@@ -21,7 +21,7 @@ from itertools import accumulate, repeat
 from operator import add
 from typing import Callable
 
-from profiler.symbolize.symtab import SymbolTable
+from profiler.binary.symtab import SymbolTable
 
 _TEXT_LINE = re.compile(rb"^([0-9a-fA-F]+) [tTwW] ([^\t\n]+)(?:\t\[([^\]\n]*)\])?", re.M)
 HIDDEN_FRAME = "[kernel]"

@@ -19,11 +19,11 @@ import os
 import struct
 from typing import Callable
 
-from profiler.symbolize import debuginfo, elf
-from profiler.symbolize.addresses import FileOffset, elf_vaddr_in
-from profiler.symbolize.cache import SymbolCache, identity
-from profiler.symbolize.readfile import open_regular, trusted_for_cache
-from profiler.symbolize.symtab import SymbolTable
+from profiler.binary import debuginfo, elf
+from profiler.binary.addresses import FileOffset, elf_vaddr_in
+from profiler.binary.cache import SymbolCache, identity
+from profiler.binary.readfile import open_regular, trusted_for_cache
+from profiler.binary.symtab import SymbolTable
 
 SOURCES = ("symtab", "build-id", "debuglink", "minidebuginfo", "dynsym")
 

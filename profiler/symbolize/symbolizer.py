@@ -18,9 +18,9 @@ from profiler.maps import MapEntry
 from profiler.model import RawProfile
 from profiler.options import SymbolizeOptions
 from profiler.symbolize import objfile, perfmap
-from profiler.symbolize.addresses import AbsAddr, code_address, file_offset
-from profiler.symbolize.cache import SymbolCache, default_cache
-from profiler.symbolize.debuginfo import DEFAULT_DEBUG_DIRS
+from profiler.binary.addresses import AbsAddr, code_address, file_offset
+from profiler.binary.cache import SymbolCache, default_cache
+from profiler.binary.debuginfo import DEFAULT_DEBUG_DIRS
 from profiler.symbolize.demangle import demangle_all
 from profiler.symbolize.kallsyms import KernelSymbols, load_kernel_symbols
 from profiler.unwind.stacks import StackSample

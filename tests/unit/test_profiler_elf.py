@@ -6,8 +6,8 @@ import pytest
 
 from profiler.maps import MapEntry
 from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
-from profiler.symbolize.addresses import elf_vaddr, file_offset
-from profiler.symbolize.elf import read_image_file
+from profiler.binary.addresses import elf_vaddr, file_offset
+from profiler.binary.elf import read_image_file
 from profiler.symbolize.symbolizer import Symbolizer
 
 SRC = """

@@ -59,7 +59,7 @@ def test_kernel_text_cache_serves_the_same_names(tmp_path):
     """Cold: read and cache the kernel image's text. Warm: answer from the
     cache inside _stext.._etext, and from a fresh read outside it."""
     import os
-    from profiler.symbolize.cache import SymbolCache
+    from profiler.binary.cache import SymbolCache
     from profiler.symbolize.kallsyms import _address_of, load_kernel_symbols, read_kallsyms
     full = read_kallsyms()
     if full.hidden or not len(full.addresses):

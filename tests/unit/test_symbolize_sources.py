@@ -10,9 +10,10 @@ import pytest
 
 from profiler.maps import MapEntry, parse_maps
 from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
-from profiler.symbolize import cache as cachemod
-from profiler.symbolize import perfmap, symtab
-from profiler.symbolize.cache import SymbolCache
+from profiler.binary import cache as cachemod
+from profiler.symbolize import perfmap
+from profiler.binary import symtab
+from profiler.binary.cache import SymbolCache
 from profiler.symbolize.kallsyms import parse_kallsyms
 from profiler.symbolize.objfile import load_object, object_from_bytes
 from profiler.symbolize.symbolizer import Symbolizer

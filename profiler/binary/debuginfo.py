@@ -16,7 +16,7 @@ import os
 import zlib
 
 from profiler.options import DEFAULT_DEBUG_DIRS  # noqa: F401  (re-exported)
-from profiler.symbolize.readfile import MAX_CRC_BYTES
+from profiler.binary.readfile import MAX_CRC_BYTES
 
 MAX_MINIDEBUGINFO = 256 << 20  # decompressed; more is a damaged or hostile section
 

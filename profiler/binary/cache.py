@@ -18,8 +18,8 @@ import struct
 import tempfile
 from typing import Any, Callable, Iterable
 
-from profiler.symbolize.readfile import ours_alone
-from profiler.symbolize.symtab import SymbolTable
+from profiler.binary.readfile import ours_alone
+from profiler.binary.symtab import SymbolTable
 
 FileIdentity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 _MEMORY_LIMIT = 4096  # objects; profiles of huge systems stay bounded

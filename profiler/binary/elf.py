@@ -22,9 +22,9 @@ import struct
 import zlib
 from typing import BinaryIO
 
-from profiler.symbolize import symtab
-from profiler.symbolize.cache import identity
-from profiler.symbolize.readfile import open_regular
+from profiler.binary import symtab
+from profiler.binary.cache import identity
+from profiler.binary.readfile import open_regular
 
 NT_GNU_BUILD_ID = 3
 _MAX_SECTION = 256 << 20  # a larger "section" is a damaged header, not data
@@ -47,6 +47,7 @@ class _Section:
     size: int
     addr: int
     link: int
+    flags: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -160,6 +161,42 @@ def read_dynsym(path: str, expected: tuple | None = None) -> symtab.SymbolTable 
                       {s.index: s.addr + s.size for s in sections})
 
 
+@dataclasses.dataclass(frozen=True)
+class SectionData:
+    """One section's contents, where the file says it is loaded, and its
+    flags (SHF_COMPRESSED: `data` is still compressed)."""
+
+    name: str
+    addr: int  # sh_addr: the ELF vaddr of its first byte (0 if not loaded)
+    offset: int  # sh_offset
+    flags: int
+    data: bytes
+
+
+SHF_COMPRESSED = 0x800
+
+
+def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, SectionData]:
+    """The named sections of an open ELF file that exist and could be read
+    whole (a missing, empty or NOBITS section is left out)."""
+    elf = _header(stream)
+    if elf is None:
+        return {}
+    out = {}
+    for sec in _sections(elf, stream, _section_table(elf, stream)):
+        if sec.name in names and sec.name not in out:
+            data = _read(stream, sec)
+            if data is not None:
+                out[sec.name] = SectionData(sec.name, sec.addr, sec.offset, sec.flags, data)
+    return out
+
+
+def elf_layout(stream: BinaryIO) -> tuple[int, bool] | None:
+    """(ELF class 32 or 64, little-endian) of an open ELF file, None if not ELF."""
+    elf = _header(stream)
+    return (elf.elfclass, elf.little_endian) if elf else None
+
+
 def read_image_file(path: str, tables: bool = True) -> ElfImage:
     stream = open_regular(path)
     if stream is None:
@@ -245,10 +282,10 @@ def _sections(elf: _Header, stream, raw: tuple[struct.Struct, bytes] | None) -> 
         h = headers[names_index]
         names = _read(stream, _Section(names_index, "", h[1], h[4], h[5], h[3], h[6])) or b""
     out = []
-    for i, (name, type_, _flags, addr, offset, size_, link, *_rest) in enumerate(headers):
+    for i, (name, type_, flags, addr, offset, size_, link, *_rest) in enumerate(headers):
         end = names.find(b"\0", name)
         label = names[name:end].decode("utf-8", "replace") if 0 <= name < len(names) and end >= 0 else ""
-        out.append(_Section(i, label, type_, offset, size_, addr, link))
+        out.append(_Section(i, label, type_, offset, size_, addr, link, flags))
     return out
 
 
