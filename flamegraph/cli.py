@@ -202,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             write_all(sys.stdout.buffer, result.svg)
         if ns.cp:
-            pathlib.Path(PALETTE_FILE).write_text(write_palette_map(result.palette_map),
-                                                  encoding="utf-8")
+            write_atomically(PALETTE_FILE, write_palette_map(result.palette_map).encode("utf-8"))
         report(result)
         return 0 if result.ok else 2
 

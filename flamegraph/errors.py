@@ -25,3 +25,8 @@ class InputError(FlameGraphError):
 
 class OptionError(FlameGraphError):
     """An option value is out of range or malformed."""
+
+
+class WriteError(InputError):
+    """The output cannot be written: a full disk (ENOSPC), an I/O error (EIO),
+    a missing or read-only directory."""

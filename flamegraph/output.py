@@ -7,7 +7,7 @@ import sys
 import tempfile
 from typing import Callable
 
-from flamegraph.errors import FlameGraphError, InputError
+from flamegraph.errors import FlameGraphError, WriteError
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -16,7 +16,7 @@ def write_atomically(path: str, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror}") from None
+        raise WriteError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -24,23 +24,40 @@ def write_atomically(path: str, data: bytes) -> None:
         os.replace(tmp, target)
     except OSError as e:
         pathlib.Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {e.strerror}") from None
+        raise WriteError(f"cannot write {path}: {e.strerror}") from None
     except BaseException:  # interrupted: no temporary file left behind
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_all(stream, data: bytes) -> None:
-    """Write every byte, or raise.
+def write_all(stream, data: bytes, what: str = "standard output") -> None:
+    """Write every byte, or raise: BrokenPipeError when the reader went away
+    (`| head`), WriteError for any other failure (ENOSPC, EIO, ...).
 
     Under PYTHONUNBUFFERED (python -u) stdout.buffer is a raw FileIO whose
     write() may stop short, e.g. when the reader goes away; looping turns that
     into the BrokenPipeError it really is instead of a truncated "success".
     """
     view = memoryview(data)
-    while view:
-        view = view[stream.write(view) or 0:]
-    stream.flush()
+    try:
+        while view:
+            view = view[stream.write(view) or 0:]
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        discard_output(stream)
+        raise WriteError(f"cannot write {what}: {e.strerror or e}",
+                         "make room on the device, or write to a file with -o") from None
+
+
+def discard_output(stream) -> None:
+    """After a failed write: what is still buffered goes nowhere, so the
+    interpreter's flush at exit does not fail (and print) a second time."""
+    try:
+        quiet_broken_pipe(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def quiet_broken_pipe(stream_fd: int) -> None:

@@ -46,7 +46,9 @@ def lib() -> ct.CDLL:
                            ("bcc_prog_load", [i, ct.c_char_p, p, i, ct.c_char_p, ct.c_uint,
                                               i, ct.c_char_p, ct.c_uint]),
                            ("bpf_attach_raw_tracepoint", [i, ct.c_char_p]),
-                           ("bpf_poll_ringbuf", [p, i]), ("bpf_free_ringbuf", [p])):
+                           ("bpf_poll_ringbuf", [p, i]), ("bpf_free_ringbuf", [p]),
+                           ("bpf_add_ringbuf", [p, i, RINGBUF_CALLBACK, p]),
+                           ("bpf_consume_ringbuf", [p])):
             fn = getattr(so, name)
             fn.argtypes, fn.restype = args, ct.c_int
         so.bpf_free_ringbuf.restype = None
@@ -195,9 +197,26 @@ class RingBuffer:
         self._ring = lib().bpf_new_ringbuf(map_fd, self._handle, None)
         if not self._ring:
             _check(-1, "ring buffer")
+        self._more: list = []
+
+    def add_raw(self, map_fd: int, callback: Callable[[int, int], None]) -> None:
+        """Poll another ring with this one: `callback(address, size)` sees
+        each record in place (no copy: stack copies are kilobytes)."""
+        def handle(_ctx, data, size):
+            callback(data, size)
+            return 0
+
+        cb = RINGBUF_CALLBACK(handle)
+        self._more.append(cb)
+        _check(lib().bpf_add_ringbuf(self._ring, map_fd, cb, None), "ring buffer")
 
     def poll(self, timeout_ms: int) -> None:
         lib().bpf_poll_ringbuf(self._ring, timeout_ms)
+
+    def consume(self) -> None:
+        """Every record now in every ring, woken up or not (stack copies
+        are sent without a wake-up)."""
+        lib().bpf_consume_ringbuf(self._ring)
 
     def close(self) -> None:
         if self._ring:

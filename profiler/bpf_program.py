@@ -23,7 +23,8 @@ from profiler import bpf_image, bpf_maps, events
 from profiler.errors import BccMissingError, CompileError, NotPermittedError
 from profiler.events import PerfEventAttr
 from profiler.kheaders import HeadersPlan, kernel_source
-from profiler.options import RecordOptions, StackSides, TargetKind
+from profiler.cpus import possible_cpus
+from profiler.options import CallGraph, RecordOptions, StackSides, TargetKind
 
 SOURCE = pathlib.Path(__file__).resolve().parent / "bpf" / "profile.bpf.c"
 SAMPLE_FN = b"prof_sample"
@@ -32,7 +33,7 @@ PROGRAM_NAMES = ("prof_sample", "prof_exec")  # as bpftool lists them
 # Index order of the `stats` array in profile.bpf.c.
 STATS = ("samples", "lost_stack_store_full", "lost_counts_map_full",
          "user_walk_errors", "kernel_walk_errors", "process_notices_lost",
-         "stacks_walked_again")
+         "stacks_walked_again", "lost_copy_ring_full", "user_copy_failed")
 NOTICE_NEW, NOTICE_EXEC = 1, 2
 # Stack keys. In the kernel's count keys, bit 63 marks a bucket id of the
 # count's generation, and a clear bit 63 a content hash. Bucket ids are
@@ -86,11 +87,14 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
     entries, so that a compiled program can be kept and used again.
     """
     kind = options.target.kind
+    dwarf = options.call_graph_used is CallGraph.DWARF
+    # With dwarf, user space counts: the count maps are not used.
+    counts = 1 if dwarf else options.stack_storage_size
     return {
         "MAX_DEPTH": max_stack_depth(),
         "STACK_STORAGE_SIZE": options.stack_storage_size,
-        "COUNTS_SIZE": options.stack_storage_size,
-        "SLOTS": 1 << (options.stack_storage_size - 1).bit_length(),
+        "COUNTS_SIZE": counts,
+        "SLOTS": 1 << (counts - 1).bit_length(),
         "PID_WORDS": (pid_max() + 63) // 64,
         "FILTER_TGID": int(kind is TargetKind.PIDS or (kind is TargetKind.COMMAND and not by_cgroup)),
         "FILTER_CGROUP": int(by_cgroup),
@@ -99,7 +103,25 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
         "WANT_KERNEL": int(options.sides is not StackSides.USER),
         "PER_THREAD": int(options.per_thread),
         "INCLUDE_IDLE": int(options.include_idle),
+        "CALL_GRAPH_DWARF": int(dwarf),
+        **({"STACK_COPY": options.stack_copy, "COPY_RING_PAGES": copy_ring_pages(options),
+            "NR_CPUS": possible_cpus()} if dwarf else {}),
     }
+
+
+COPY_RING_SECONDS = 0.5  # of samples the copy ring holds while user space is busy
+COPY_RING_MIN, COPY_RING_MAX = 1 << 20, 64 << 20  # bytes
+
+
+def copy_ring_pages(options: RecordOptions) -> int:
+    """Pages of the copy ring: half a second of full copies from every CPU
+    at the sampling rate (a power of 2, 1 to 64 MiB). Copies are mostly
+    shorter than the limit, so it holds more in practice."""
+    rate = options.sampling.frequency or 1000  # an event period: a guess at its rate
+    cpus = len(options.cpus) or possible_cpus()
+    want = rate * cpus * (options.stack_copy + 80) * COPY_RING_SECONDS
+    size = 1 << max(0, int(want) - 1).bit_length()
+    return max(COPY_RING_MIN, min(COPY_RING_MAX, size)) // 4096
 
 
 def program_text(flags: dict[str, int]) -> str:
@@ -173,6 +195,8 @@ def _compiler_message(text: str) -> str:
 MAP_NAMES = ("scratch", "stack_ids0", "stack_ids1", "stacks", "recent", "counts0", "counts1",
              "slots0", "slots1", "control",
              "config", "stats", "targets", "seen", "notices")
+DWARF_MAP_NAMES = ("copy_scratch", "copies")
+RING_MAPS = ("notices", "copies")
 CONFIG_TARGET, CONFIG_CGROUP = 0, 1
 _COUNT_KEY = struct.Struct("=IIQQ16s")  # struct sample_key
 _SLOT_HEAD = struct.Struct("=QQ")  # struct count_slot: count, state; then the key
@@ -182,6 +206,28 @@ _NONZERO = re.compile(rb"[^\x00]")
 _LOSSES = ("lost_stack_store_full", "lost_counts_map_full")
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
 _NOTICE = struct.Struct("=II")
+# struct copy_head: pid, tid, kernel_hash, ip, sp, fp, lr, size, flags, comm
+COPY_HEAD = struct.Struct("=IIQQQQQII16s")
+COPY_GEN1, COPY_USER = 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class StackCopy:
+    """One dwarf-mode sample: the user registers and the copied stack."""
+
+    pid: int
+    tid: int
+    comm: str
+    ip: int
+    sp: int
+    fp: int
+    lr: int
+    stack: bytes  # the bytes at [sp, sp + len(stack))
+    has_user: bool  # False: no user context (a kernel thread)
+
+
+# A dwarf-mode sample's user stack, unwound: addresses, leaf first.
+UnwindCopy = Callable[[StackCopy], tuple[int, ...]]
 
 
 class BpfSampler:
@@ -205,6 +251,14 @@ class BpfSampler:
         self._bpf = None  # BCC's module, when compiled this run
         self._ring: bpf_maps.RingBuffer | None = None
         self._tp_fd = -1
+        self.dwarf = bool(self.flags.get("CALL_GRAPH_DWARF"))
+        self._per_thread = bool(self.flags.get("PER_THREAD"))
+        self._unwind_copy: UnwindCopy | None = None
+        self._copy_counts: dict[CountKey, int] = {}  # dwarf: counted here, not in the kernel
+        self._copy_new: dict[int, tuple[int, ...]] = {}  # stacks first seen since the last drain
+        self._bucket_keys: list[dict[int, int]] = [{}, {}]  # dwarf: bucket id -> run key, per generation
+        self._ring_losses = 0
+        self.copy_errors = 0  # records the unwinder failed on (a bug: counted, never fatal)
         text = program_text(self.flags)
         key = bpf_image.key_for(text, plan.description + repr(plan))
         self.loaded = None
@@ -267,7 +321,7 @@ class BpfSampler:
                 "to see the program as compiled")
         _release_freed_memory()
         specs, fds = {}, {}
-        for name in MAP_NAMES:
+        for name in MAP_NAMES + (DWARF_MAP_NAMES if self.flags.get("CALL_GRAPH_DWARF") else ()):
             try:
                 table = self._bpf[name]
             except KeyError:  # the program file and this module disagree
@@ -275,7 +329,7 @@ class BpfSampler:
                                    f"{SOURCE} does not match this profiler: reinstall it") \
                     from None
             leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU tables widen Leaf
-            ringbuf = name == "notices"
+            ringbuf = name in RING_MAPS
             specs[name] = bpf_image.MapSpec(
                 name, int(table.ttype), 0 if ringbuf else ctypes.sizeof(table.Key),
                 0 if ringbuf else ctypes.sizeof(leaf), int(table.max_entries), int(table.flags))
@@ -292,7 +346,8 @@ class BpfSampler:
         specs = self._specs
         self._maps = {name: bpf_maps.BpfMap(fd, specs[name].key_size, specs[name].value_size,
                                             specs[name].max_entries, specs[name].type)
-                      for name, fd in self.loaded.maps.items() if name != "notices"}
+                      for name, fd in self.loaded.maps.items()
+                      if name not in RING_MAPS and name != "copy_scratch"}
         self._slots = [bpf_maps.MappedArray(self.loaded.maps[name], specs[name].value_size,
                                             specs[name].max_entries)
                        for name in ("slots0", "slots1")]
@@ -321,6 +376,53 @@ class BpfSampler:
 
         self._ring = bpf_maps.RingBuffer(self.loaded.maps["notices"], handle)
 
+    def on_copy(self, unwind_copy: UnwindCopy) -> None:
+        """Dwarf mode: unwind each stack copy with `unwind_copy` as it is
+        read (during poll()), and count it. Needs on_notice first: both
+        rings are read together."""
+        self._unwind_copy = unwind_copy
+        self._ring.add_raw(self.loaded.maps["copies"], self._take_copy)
+
+    def _take_copy(self, address: int, size: int) -> None:
+        head = ctypes.string_at(address, min(size, COPY_HEAD.size))
+        if len(head) < COPY_HEAD.size:
+            return
+        pid, tid, kernel, ip, sp, fp, lr, n, flags, comm = COPY_HEAD.unpack(head)
+        n = max(0, min(n, size - COPY_HEAD.size))
+        stack = ctypes.string_at(address + COPY_HEAD.size, n) if n else b""
+        name = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+        copy = StackCopy(pid, tid, name, ip, sp, fp, lr, stack, bool(flags & COPY_USER))
+        try:
+            user = self._intern(self._unwind_copy(copy), self._copy_new) \
+                if copy.has_user else 0
+            kernel_key = self._kernel_key(kernel, flags & COPY_GEN1)
+        except Exception:  # an unwinder bug must not lose the run: count it
+            self.copy_errors += 1
+            user, kernel_key = MISSING_STACK, 0
+        key = CountKey(pid, tid if self._per_thread else 0, name, user, kernel_key)
+        self._copy_counts[key] = self._copy_counts.get(key, 0) + 1
+
+    def _kernel_key(self, kernel: int, gen: int) -> int:
+        """The run key of a kernel stack named in a copy record, read now:
+        its generation is emptied only after the ring has been read."""
+        if kernel == 0:
+            return 0
+        if kernel & STACK_ID_TAG:
+            keys = self._bucket_keys[gen]
+            key = keys.get(kernel)
+            if key is None:
+                bucket = _U32.pack(kernel & 0xFFFFFFFF)
+                raw = self._maps[f"stack_ids{gen}"].lookup(bucket)
+                if raw is None:
+                    key = MISSING_STACK
+                else:
+                    ips = struct.unpack(f"={len(raw) // 8}Q", raw)
+                    key = self._intern(ips[:ips.index(0)] if 0 in ips else ips, self._copy_new)
+                keys[kernel] = key
+            return key
+        if kernel not in self._by_hash:  # stored by content since the last drain
+            self._drain_content_stacks(self._copy_new)
+        return self._by_hash.get(kernel, MISSING_STACK)
     def attach(self, attr: PerfEventAttr, cpus: list[int]) -> None:
         """Open `attr` on every CPU, attach the program, then enable them all."""
         prog = self.loaded.progs[SAMPLE_FN.decode()]
@@ -342,6 +444,8 @@ class BpfSampler:
     def poll(self, timeout: float) -> None:
         if self._ring is not None:
             self._ring.poll(int(timeout * 1000))
+            if self.dwarf:
+                self._ring.consume()
         elif timeout > 0:
             time.sleep(timeout)
 
@@ -361,11 +465,17 @@ class BpfSampler:
         self._live ^= 1
         self._maps["control"].update(_U32.pack(0), _U32.pack(self._live))
         bpf_maps.wait_for_running_programs()
+        if self.dwarf:
+            return self._drain_copies(old)
         return self._drain_generation(old)
 
     def drain_all(self) -> Drained:
         """Both generations, once stop() has been called."""
         bpf_maps.wait_for_running_programs()
+        if self.dwarf:
+            first = self._drain_copies(self._live ^ 1)
+            last = self._drain_copies(self._live)
+            return Drained(first.counts + last.counts, first.stacks | last.stacks)
         first = self._drain_generation(self._live ^ 1)
         last = self._drain_generation(self._live)
         return Drained(first.counts + last.counts, first.stacks | last.stacks)
@@ -402,6 +512,28 @@ class BpfSampler:
                             run_key[user], run_key[kernel]), n)
                   for (pid, tid, user, kernel, comm), n in raw]
         fill = max(buckets / table.max_entries, hashed / counts_map.max_entries,
+                   by_content / self._maps["stacks"].max_entries)
+        return Drained(counts, new, fill)
+
+    def _drain_copies(self, gen: int) -> Drained:
+        """Dwarf mode: read every record sent so far (no program writes to
+        `gen` any more), then empty `gen`'s kernel stack map."""
+        if self._ring is not None:
+            self._ring.consume()
+        table = self._maps[f"stack_ids{gen}"]
+        taken = self._bucket_keys[gen]
+        for bucket in taken:
+            table.delete(_U32.pack(bucket & 0xFFFFFFFF))
+        losses = self.stats()["lost_copy_ring_full"]
+        if losses != self._ring_losses:  # a dropped record may have left its kernel stack behind
+            self._ring_losses = losses
+            for key in table.keys():
+                table.delete(key)
+        self._bucket_keys[gen] = {}
+        by_content = self._drain_content_stacks(self._copy_new)
+        counts, self._copy_counts = list(self._copy_counts.items()), {}
+        new, self._copy_new = self._copy_new, {}
+        fill = max(len(taken) / table.max_entries,
                    by_content / self._maps["stacks"].max_entries)
         return Drained(counts, new, fill)
 

@@ -51,6 +51,27 @@ def _bounded(low: float, high: float):
     return parse
 
 
+def _call_graph(text: str) -> tuple[opt.CallGraph, int]:
+    """perf's spelling: fp, dwarf or dwarf,SIZE (bytes of stack per sample)."""
+    mode, _, size = text.partition(",")
+    try:
+        graph = opt.CallGraph(mode)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not fp, dwarf or dwarf,SIZE: {text!r}") from None
+    if not size:
+        return graph, opt.DEFAULT_STACK_COPY
+    if graph is not opt.CallGraph.DWARF:
+        raise argparse.ArgumentTypeError(f"only dwarf takes a size: {text!r}")
+    try:
+        value = int(size, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {size!r}") from None
+    if not 8 <= value <= opt.MAX_STACK_COPY:
+        raise argparse.ArgumentTypeError(
+            f"the stack copy must be 8 to {opt.MAX_STACK_COPY} bytes: {size!r}")
+    return graph, (value + 7) // 8 * 8  # whole words, as perf rounds it
+
+
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file; the extension picks the format (.svg, .folded/.txt, "
@@ -100,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     sides.add_argument("-U", "--user-stacks-only", action="store_true")
     sides.add_argument("-K", "--kernel-stacks-only", action="store_true")
     rec.add_argument("--include-idle", action="store_true", help="keep idle-task samples")
+    rec.add_argument("--call-graph", type=_call_graph, metavar="fp|dwarf[,SIZE]",
+                     help="how user stacks are walked: 'dwarf' copies SIZE bytes of user "
+                          f"stack per sample (default {opt.DEFAULT_STACK_COPY}) and unwinds them "
+                          "with the binaries' CFI, so code built without frame pointers "
+                          "(libc, interpreters, most distribution software) keeps its "
+                          "callers; 'fp' follows frame pointers in the kernel, cheaper but cut "
+                          "short by such code. Default: dwarf for -p, -t and a command, fp for "
+                          "the whole system (whose copies would cost every CPU)")
     rec.add_argument("--stack-storage-size", type=_positive(int),
                      default=opt.DEFAULT_STACK_STORAGE, metavar="N",
                      help="distinct stacks held in the kernel between drains "
@@ -152,7 +181,9 @@ def record_options(ns: argparse.Namespace, command: tuple[str, ...]) -> opt.Reco
         cpus=tuple(ns.cpu or ()), sides=sides, include_idle=ns.include_idle,
         grouping=_grouping(ns), stack_storage_size=ns.stack_storage_size,
         drain_interval=ns.drain_interval, show_progress=not ns.quiet and sys.stderr.isatty(),
-        print_program=ns.print_program)
+        print_program=ns.print_program,
+        call_graph=ns.call_graph[0] if ns.call_graph else None,
+        stack_copy=ns.call_graph[1] if ns.call_graph else opt.DEFAULT_STACK_COPY)
 
 
 def _grouping(ns) -> opt.Grouping:
@@ -204,14 +235,15 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
         from profiler import cgroup
         from profiler.bpf_program import defines, program_text
         by_cgroup = options.target.kind is opt.TargetKind.COMMAND and cgroup.available()
-        sys.stdout.write(program_text(defines(options, by_cgroup)))
+        _write_stdout(program_text(defines(options, by_cgroup)))
         return 0
     out = output_options(ns)
     render = _render_factory(ns) if out.format is opt.OutputFormat.SVG else None
     from profiler.bpf_program import check_privileges
-    from profiler.output import check_writable
+    from profiler.output import check_writable, rescue_places
     check_privileges()
     check_writable(out.path)  # now: a recording must not end in a failed write
+    places = rescue_places(out.path)  # absolute, now: the cwd may vanish during the run
     from profiler.recorder import record
     recording = record(options, _progress_printer() if options.show_progress else None)
     try:
@@ -222,7 +254,7 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
     except BrokenPipeError:  # `-o - | head`: the reader wanted no more
         raise
     except BaseException as err:  # a known failure, Ctrl-C or a bug: keep the recording
-        _rescue(recording.profile, out.path, err)
+        _rescue(recording.profile, out.path, err, places)
         raise
     finally:
         recording.close()
@@ -251,18 +283,20 @@ def _interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, saved)
 
 
-def _rescue(profile, path: str, err: BaseException) -> None:
+def _rescue(profile, path: str, err: BaseException, places: tuple[str, ...]) -> None:
     """Save the recording as a raw profile and say where: in the error's
     remedy for a known failure (printed next), else on stderr now."""
     from profiler.output import rescue
     signals = {signal.SIGINT, signal.SIGTERM}
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # a second Ctrl-C waits
     try:
-        saved = rescue(profile, path)
+        saved = rescue(profile, path, places)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     if saved:
-        text = f"the recording is saved in {saved}: '{PROG} report {saved} -o {path}' writes it"
+        target = path if path == "-" or os.path.isabs(path) or not places else \
+            os.path.join(places[0], os.path.basename(path))
+        text = f"the recording is saved in {saved}: '{PROG} report {saved} -o {target}' writes it"
     else:
         text = "no directory would take the raw recording: it is lost"
     if isinstance(err, ProfilerError):
@@ -277,12 +311,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
     from profiler.model import RawProfile
     out = output_options(ns)
     render = _render_factory(ns) if out.format is opt.OutputFormat.SVG else None
-    try:
-        with open(ns.raw, encoding="utf-8") as f:
-            profile = RawProfile.from_json(f.read())
-    except OSError as err:
-        raise OutputError(f"cannot read {ns.raw}: {err.strerror}",
-                          "give a raw profile written by 'profiler record -o FILE.json'") from None
+    profile = RawProfile.from_json(_read_raw(ns.raw))
     if out.grouping is opt.Grouping.THREAD and not profile.info.per_thread:
         raise UsageError(f"{ns.raw} was recorded without --per-thread: it has no thread ids",
                          "use --per-pid, or record again with --per-thread")
@@ -291,6 +320,34 @@ def cmd_report(ns: argparse.Namespace) -> int:
     if not ns.quiet:
         _summary(profile, out, folded)
     return 0
+
+
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz",
+               b"BZh": "bzip2"}
+
+
+def _read_raw(path: str) -> str:
+    """The text of a saved raw profile: at most MAX_RAW_BYTES, UTF-8; one
+    OutputError for anything else (a directory, a compressed or binary file)."""
+    from profiler.model import MAX_RAW_BYTES
+    hint = "give a raw profile written by 'profiler record -o FILE.json'"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RAW_BYTES + 1)
+    except OSError as err:
+        raise OutputError(f"cannot read {path}: {err.strerror or err}", hint) from None
+    if len(data) > MAX_RAW_BYTES:
+        raise OutputError(f"{path} is larger than {MAX_RAW_BYTES >> 20} MB: not a raw profile "
+                          "this profiler wrote", hint)
+    for magic, kind in _COMPRESSED.items():
+        if data.startswith(magic):
+            raise OutputError(f"{path} is {kind}-compressed, not a raw profile",
+                              f"decompress it first, or {hint[0].lower()}{hint[1:]}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise OutputError(f"{path} is not a raw profile (binary data at byte {err.start})",
+                          hint) from None
 
 
 def _write(profile, out, render, path_for):
@@ -325,7 +382,7 @@ def _summary(profile, out, folded) -> None:
         from profiler.unwind.stacks import unwind
         summary = unwind(profile)[1]
         print(f"{PROG}: {losses_of(profile, summary).describe()}", file=sys.stderr)
-        for note in notes_of(profile, summary.truncated):
+        for note in notes_of(profile, summary.truncated, summary.copy_truncated):
             print(f"{PROG}: {note}", file=sys.stderr)
     command = info.describe_command_end()
     if command is not None:
@@ -356,12 +413,40 @@ def cmd_list_events() -> int:
                                     "check that perf events are enabled in this kernel")
     kinds = {events.TYPE_HARDWARE: "hardware event", events.TYPE_SOFTWARE: "software event",
              events.TYPE_HW_CACHE: "hardware cache event"}
+    lines = []
     for event in working:
         kind = kinds.get(event.type) or f"PMU event ({event.name.split('/')[0]})"
-        print(f"{event.name:32} {kind}")
+        lines.append(f"{event.name:32} {kind}\n")
     if any(e.type == events.TYPE_HARDWARE for e in working):  # a core PMU answers
-        print(f"{'rNNNN':32} raw PMU event (hex code of this CPU's PMU)")
+        lines.append(f"{'rNNNN':32} raw PMU event (hex code of this CPU's PMU)\n")
+    _write_stdout("".join(lines))
     return 0
+
+
+def _write_stdout(text: str) -> None:
+    """All of `text` on standard output; OutputError if it cannot be written."""
+    from flamegraph.errors import WriteError
+    from flamegraph.output import write_all
+    try:
+        sys.stdout.flush()
+        write_all(sys.stdout.buffer, text.encode())
+    except WriteError as err:
+        raise OutputError(str(err), err.remedy) from None
+
+
+def _flushed(status: int) -> int:
+    """Standard output written out now: a failure is then one message here,
+    not a traceback from the interpreter's flush at exit."""
+    from flamegraph.output import discard_output
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        discard_output(sys.stdout)
+        raise OutputError(f"cannot write standard output: {err.strerror or err}",
+                          "make room on the device, or write to a file with -o") from None
+    return status
 
 
 def main(argv: Sequence[str]) -> int:
@@ -378,14 +463,14 @@ def main(argv: Sequence[str]) -> int:
     from flamegraph.errors import FlameGraphError
     try:
         if ns.command == "record":
-            return cmd_record(ns, command)
+            return _flushed(cmd_record(ns, command))
         if command:
             raise UsageError(f"'{ns.command}' takes no command after --")
         if ns.command == "report":
-            return cmd_report(ns)
+            return _flushed(cmd_report(ns))
         if ns.command == "list-events":
-            return cmd_list_events()
-        return ns.run(ns)
+            return _flushed(cmd_list_events())
+        return _flushed(ns.run(ns))
     except ProfilerError as err:
         print(f"{PROG}: error: {err.message}", file=sys.stderr)
         if err.remedy:

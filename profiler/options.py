@@ -21,6 +21,13 @@ class StackSides(enum.Enum):
     KERNEL = "kernel"  # -K
 
 
+class CallGraph(enum.Enum):
+    """How user stacks are walked (perf's --call-graph spelling)."""
+
+    FP = "fp"  # frame pointers, in the kernel: cheap, cut short by code built without them
+    DWARF = "dwarf"  # user stack copies unwound with the objects' CFI: whole stacks
+
+
 class Grouping(enum.Enum):
     """What the first frame of a folded stack names."""
 
@@ -36,6 +43,8 @@ class OutputFormat(enum.Enum):
 
 
 DEFAULT_FREQUENCY = 99
+DEFAULT_STACK_COPY = 16384  # bytes of user stack copied per sample (--call-graph dwarf)
+MAX_STACK_COPY = 65528  # perf's limit too
 DEFAULT_STACK_STORAGE = 16384
 DEFAULT_DRAIN_INTERVAL = 1.0  # seconds
 DEFAULT_OUTPUT = "profile.svg"
@@ -86,10 +95,20 @@ class RecordOptions:
     drain_interval: float = DEFAULT_DRAIN_INTERVAL  # longest time between map drains
     show_progress: bool = False
     print_program: bool = False  # print the BPF program as compiled
+    # None: dwarf for process targets, fp for the whole system (whose cost
+    # in copies grows with the number of CPUs)
+    call_graph: CallGraph | None = None
+    stack_copy: int = DEFAULT_STACK_COPY  # bytes, with dwarf
 
     @property
     def per_thread(self) -> bool:
         return self.grouping is Grouping.THREAD
+
+    @property
+    def call_graph_used(self) -> CallGraph:
+        if self.call_graph is not None:
+            return self.call_graph
+        return CallGraph.FP if self.target.kind is TargetKind.SYSTEM else CallGraph.DWARF
 
 
 DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)

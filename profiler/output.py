@@ -48,12 +48,20 @@ class Folded:
     notes: tuple[str, ...] = ()  # samples kept but incomplete, and the like
 
 
-def notes_of(profile: RawProfile, truncated: int) -> tuple[str, ...]:
+def notes_of(profile: RawProfile, truncated: int, copy_truncated: int = 0) -> tuple[str, ...]:
     """What is kept but incomplete: told once at the end and in the subtitle."""
     notes = []
     if truncated:
         notes.append(f"{truncated} samples with stacks cut at {profile.info.max_depth} "
                      "frames (their root frames are missing)")
+    if copy_truncated:
+        notes.append(f"{copy_truncated} samples with user stacks deeper than the "
+                     f"{profile.info.stack_copy} bytes copied (they end in [truncated]; "
+                     "--call-graph dwarf,SIZE copies more)")
+    failed = profile.stats.get("user_copy_failed", 0)
+    if failed:
+        notes.append(f"{failed} samples whose user stack could not be read (only their "
+                     "sampled function is shown)")
     lost = profile.stats.get("process_notices_lost", 0)
     if lost:
         notes.append(f"{lost} new-process notices lost (those processes' first memory "
@@ -70,10 +78,13 @@ def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Loss
     dropped_stack = st.get("lost_stack_store_full", 0)
     dropped_counts = st.get("lost_counts_map_full", 0)
     taken = st.get("samples", 0)
-    unaccounted = max(0, taken - dropped_stack - dropped_counts - profile.total_counted)
+    dropped_copies = st.get("lost_copy_ring_full", 0)
+    unaccounted = max(0, taken - dropped_stack - dropped_counts - dropped_copies
+                      - profile.total_counted)
     return Losses(taken, {
         "dropped (stack store full)": dropped_stack,
         "dropped (counts map full)": dropped_counts,
+        "dropped (stack copy ring full)": st.get("lost_copy_ring_full", 0),
         "without user stack": summary.no_user_stack,
         "without kernel stack (walk error)": st.get("kernel_walk_errors", 0),
         "stack missing from the store": summary.missing_stack,
@@ -89,7 +100,8 @@ def fold_profile(profile: RawProfile, grouping: Grouping, path_for: PathFor | No
     symbolizer = Symbolizer(profile, path_for, options=symbolize)
     lines = fold(symbolizer.symbolize(samples), grouping)
     return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated,
-                  tuple(symbolizer.warnings), notes_of(profile, summary.truncated))
+                  tuple(symbolizer.warnings),
+                  notes_of(profile, summary.truncated, summary.copy_truncated))
 
 
 def title_for(profile: RawProfile) -> str:
@@ -157,16 +169,34 @@ def check_writable(path: str) -> None:
                           "choose a writable path with -o")
 
 
-def rescue(profile: RawProfile, path: str) -> str | None:
+def rescue_places(path: str) -> tuple[str, ...]:
+    """Where a recording that cannot be written goes, as absolute paths
+    decided before recording (the current directory may be removed during
+    the run): beside the output, the current directory, then $TMPDIR."""
+    places = []
+    with contextlib.suppress(OSError):  # the current directory is already gone
+        cwd = os.getcwd()
+        if path != "-":
+            places.append(os.path.dirname(os.path.join(cwd, path)))
+        places.append(cwd)
+    if path != "-" and os.path.isabs(path):
+        places.insert(0, os.path.dirname(path))
+    for tmp in (os.environ.get("TMPDIR", ""), tempfile.gettempdir(), "/tmp"):
+        if os.path.isabs(tmp):
+            places.append(tmp)
+    return tuple(dict.fromkeys(os.path.normpath(p) for p in places))
+
+
+def rescue(profile: RawProfile, path: str, places: tuple[str, ...] | None = None) -> str | None:
     """Save the raw profile when the output could not be written, so the
-    recording is not lost: beside the output, else in the current or the
-    temporary directory. Returns where, or None if nowhere would take it."""
+    recording is not lost: in the first of `places` (rescue_places(path),
+    decided at start) that takes it. Returns the absolute path written, or
+    None if nowhere would take it."""
     data = (profile.to_json() + "\n").encode()
     stem = "profile" if path == "-" else os.path.splitext(os.path.basename(path))[0]
-    places = [os.getcwd(), tempfile.gettempdir()]
-    if path != "-":
-        places.insert(0, os.path.dirname(os.path.abspath(path)))
-    for directory in dict.fromkeys(places):
+    if places is None:
+        places = rescue_places(path)
+    for directory in places:
         try:
             fd, name = tempfile.mkstemp(prefix=f"{stem}.", suffix=".raw.json", dir=directory)
         except OSError:
@@ -186,10 +216,10 @@ def _write(path: str, data: bytes) -> None:
     """Standard output completely, or a file atomically (never half a file)."""
     from flamegraph.errors import InputError
     from flamegraph.output import write_all, write_atomically
-    if path == "-":
-        write_all(sys.stdout.buffer, data)
-        return
     try:
-        write_atomically(path, data)
-    except InputError as err:
-        raise OutputError(str(err), "choose a writable path with -o") from None
+        if path == "-":
+            write_all(sys.stdout.buffer, data)
+        else:
+            write_atomically(path, data)
+    except InputError as err:  # BrokenPipeError (`-o - | head`) is no failure: it passes
+        raise OutputError(str(err), "make room, or choose a writable path with -o") from None

@@ -85,6 +85,13 @@ class FileKeeper:
     def vdso_digest(self, pid: int) -> str:
         return self._vdso.get(pid, "")
 
+    def vdso_image(self, pid: int) -> bytes | None:
+        """The process's vDSO image (its CFI unwinds through it)."""
+        key = self._vdso.get(pid)
+        if key is None:
+            return None
+        return next((image for image, k in self._images.items() if k == key), None)
+
     def vdso_images(self) -> dict[str, bytes]:
         return {key: image for image, key in self._images.items()}
 
@@ -103,13 +110,16 @@ class FileKeeper:
 
     def perf_maps(self) -> dict[int, perfmap.PerfMap]:
         """Every kept map as written by now, late entries included."""
-        maps = {}
-        for pid, fd in self._perf_maps.items():
-            maps[pid], cut = perfmap.read_fd(fd)
-            if cut:
-                self.warnings.append(
-                    f"JIT map of process {pid} is larger than {perfmap.MAX_PERF_MAP >> 20} MB; "
-                    "only its beginning was read, so some JIT frames may be unnamed")
+        maps, budget, dropped = {}, perfmap.MAX_PERF_MAP_MEMORY, {}
+        for pid, fd in sorted(self._perf_maps.items()):  # one budget for all of them
+            maps[pid], dropped[pid] = perfmap.read_fd(fd, budget=max(budget, 0))
+            budget -= sum(perfmap.ENTRY_COST + len(n) + 40 for n in maps[pid].names)
+        over = {pid: n for pid, n in dropped.items() if n}
+        if over:
+            self.warnings.append(
+                f"JIT maps hold more than {perfmap.MAX_PERF_MAP_MEMORY >> 20} MB of entries: "
+                f"{sum(over.values())} lines beyond that were not read (process "
+                f"{', '.join(map(str, sorted(over)))}), so some JIT frames may be unnamed")
         return maps
 
     def close(self) -> None:
@@ -190,6 +200,14 @@ class ProcessTracker:
         for pid, history in self._snapshots.items():
             if pid not in self._gone and any(e.anonymous_code for e in history[-1].entries):
                 self.files.keep_perf_map(pid)
+
+    def entries(self, pid: int) -> tuple[MapEntry, ...] | None:
+        """The newest executable mappings of a process, read now if it was
+        never seen (a stack copy can arrive before its process's notice)."""
+        if pid not in self._snapshots and pid not in self._kernel_threads:
+            self.snapshot(pid)
+        history = self._snapshots.get(pid)
+        return history[-1].entries if history else None
 
     def known(self, pid: int) -> bool:
         return pid in self._snapshots or pid in self._kernel_threads

@@ -163,10 +163,22 @@ def _warm_up() -> None:
     import profiler.output  # noqa: F401  (the symbolizer)
 
 
+def _copy_unwinder(sampler, tracker):
+    """Dwarf mode: unwind each stack copy as it is read, through the maps
+    and files the tracker keeps of its process."""
+    from profiler.unwind.copies import CopyUnwinder
+    from profiler.binary.cache import default_cache
+    unwinder = CopyUnwinder(tracker.entries, tracker.files.path_for, tracker.files.vdso_image,
+                            max_depth=sampler.flags["MAX_DEPTH"], cache=default_cache())
+    sampler.on_copy(lambda c: unwinder.unwind(c.pid, c.ip, c.sp, c.fp, c.stack, c.lr))
+    return unwinder
+
+
 def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progress) -> Recording:
     threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     kind = options.target.kind
     sampler.on_notice(lambda pid, k: tracker.notice(pid, exec_=k == 2))
+    unwinder = _copy_unwinder(sampler, tracker) if sampler.dwarf else None
     if kind in (TargetKind.PIDS, TargetKind.TIDS):
         sampler.set_targets(list(options.target.ids))
         for i in options.target.ids:
@@ -228,6 +240,9 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     sampler.poll(0)
     tracker.refresh(sampled | _drain(sampler.drain_all(), counts, stacks, tracker))
     stats = sampler.stats()
+    if unwinder is not None:
+        stats["user_stacks_truncated"] = unwinder.truncated
+        stats["unwind_errors"] = sampler.copy_errors
     tracker.finish()
     processes = tracker.processes()  # who exited during the run: before the command is stopped
     # Still running when -d or a signal ended the run: stopped here.
@@ -240,7 +255,9 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         sides=options.sides.value, per_thread=options.per_thread, started=started_wall,
         command_status=launcher.poll() if launcher else None, command_stopped=command_stopped,
         stopped_by=stopped_by,
-        max_depth=sampler.flags["MAX_DEPTH"])
+        max_depth=sampler.flags["MAX_DEPTH"],
+        call_graph=options.call_graph_used.value,
+        stack_copy=options.stack_copy if sampler.dwarf else 0)
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))

@@ -11,6 +11,9 @@ packages=(
   python3-bpfcc bpfcc-tools bpftool     # BPF: BCC's Python bindings, its tools (benchmarks), leak checks
   gcc g++ make binutils xz-utils        # test workloads, addr2line/nm/objcopy
   chromium                              # browser tests of the interactive SVG
+  linux-perf                            # the oracle of the unwinding tests (perf record --call-graph dwarf)
+  rustc                                 # a Rust workload for the unwinding tests
+  libc6-dbg                             # libc's debug info: its CFI and symbols in tests
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }

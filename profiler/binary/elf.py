@@ -179,6 +179,7 @@ SHF_COMPRESSED = 0x800
 def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, SectionData]:
     """The named sections of an open ELF file that exist and could be read
     whole (a missing, empty or NOBITS section is left out)."""
+    stream.seek(0)
     elf = _header(stream)
     if elf is None:
         return {}
@@ -191,8 +192,18 @@ def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, Section
     return out
 
 
+def read_debuglink(stream: BinaryIO) -> tuple[str, int] | None:
+    """(file name, CRC-32) of an open ELF file's .gnu_debuglink, if any."""
+    layout = elf_layout(stream)
+    found = read_sections(stream, (".gnu_debuglink",)).get(".gnu_debuglink")
+    if layout is None or found is None:
+        return None
+    return _debuglink(found.data, "<" if layout[1] else ">")
+
+
 def elf_layout(stream: BinaryIO) -> tuple[int, bool] | None:
     """(ELF class 32 or 64, little-endian) of an open ELF file, None if not ELF."""
+    stream.seek(0)
     elf = _header(stream)
     return (elf.elfclass, elf.little_endian) if elf else None
 

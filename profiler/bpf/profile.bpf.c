@@ -14,6 +14,13 @@
 //   WANT_USER / WANT_KERNEL    1: walk that side of the stack
 //   PER_THREAD          1: key counts by thread id as well
 //   INCLUDE_IDLE        1: keep samples of the idle task (pid 0)
+//   CALL_GRAPH_DWARF    1: user stacks are not walked here: each sample sends the
+//                       user registers and a copy of the user stack (STACK_COPY
+//                       bytes at most) through the `copies` ring buffer, and user
+//                       space unwinds it with the objects' CFI (profiler/unwind/)
+//   STACK_COPY          bytes of user stack copied per sample (a multiple of 8)
+//   COPY_RING_PAGES     pages of the `copies` ring buffer (a power of 2)
+//   NR_CPUS             possible CPUs (dwarf: a scratch slot per CPU)
 //
 // Nothing that changes from run to run (a pid, a cgroup id) is compiled in,
 // so one compiled program serves every run with the same options (see
@@ -71,6 +78,18 @@
 #ifndef ENOMEM
 #define ENOMEM 12
 #endif
+#ifndef CALL_GRAPH_DWARF
+#define CALL_GRAPH_DWARF 0
+#endif
+#ifndef STACK_COPY
+#define STACK_COPY 16384
+#endif
+#ifndef COPY_RING_PAGES
+#define COPY_RING_PAGES 1
+#endif
+#ifndef NR_CPUS
+#define NR_CPUS 1  // possible CPUs: one scratch slot each
+#endif
 #define STACK_ID_TAG (1ULL << 63)
 #ifndef RECENT_SLOTS
 #define RECENT_SLOTS 1024  // per-CPU cache of stack hashes already stored; a power of 2
@@ -85,7 +104,9 @@ enum stat_index {
     STAT_KERNEL_WALK_ERROR = 4,// kernel stack walk returned an error (kept, no kernel frames)
     STAT_NOTICES_LOST = 5,     // ring buffer full: a process notice was not delivered
     STAT_WALKED_AGAIN = 6,     // a stack stored by content (its bucket was taken)
-    N_STATS = 7,
+    STAT_LOST_COPY_RING = 7,   // dwarf: copy ring buffer full: sample dropped
+    STAT_COPY_FAILED = 8,      // dwarf: not one byte of the user stack could be read (kept)
+    N_STATS = 9,
 };
 
 enum notice_kind { NOTICE_NEW = 1, NOTICE_EXEC = 2 };
@@ -140,6 +161,36 @@ BPF_PERCPU_ARRAY(stats, u64, N_STATS);
 BPF_ARRAY(targets, u64, PID_WORDS);  // ids to sample (FILTER_TGID / FILTER_TID)
 BPF_ARRAY(seen, u64, PID_WORDS);     // processes already announced to user space
 BPF_RINGBUF_OUTPUT(notices, 16);
+
+// --call-graph dwarf: one record per sample, counted in user space.
+enum copy_flags {
+    COPY_GEN1 = 1,       // kernel_hash is a bucket id of generation 1 (else 0)
+    COPY_USER = 2,       // user registers are valid (the task has a user context)
+};
+
+struct copy_head {
+    u32 pid;
+    u32 tid;             // the thread, always (user space drops it unless PER_THREAD)
+    u64 kernel_hash;     // as in sample_key
+    u64 ip, sp, fp, lr;  // user registers: x86_64 ip, sp, bp (lr 0); arm64 pc, sp, x29, x30
+    u32 size;            // bytes of user stack copied, from sp up
+    u32 flags;           // enum copy_flags
+    char comm[16];
+};
+
+// A record as sent: the head, then `size` bytes of stack. Built in a
+// per-CPU scratch slot and sent with the bytes it holds, so the ring holds
+// what was copied, not STACK_COPY for every sample. The slack page lets
+// the copy loop prove to the verifier that every read stays inside.
+struct copy_record {
+    struct copy_head head;
+    u8 stack[STACK_COPY + 4096];
+};
+
+#if CALL_GRAPH_DWARF
+BPF_ARRAY(copy_scratch, struct copy_record, NR_CPUS);
+BPF_RINGBUF_OUTPUT(copies, COPY_RING_PAGES);
+#endif
 
 static __always_inline void stat_add(u32 index)
 {
@@ -332,6 +383,110 @@ static __always_inline int count(u32 live, struct sample_key *key)
     return 1;
 }
 
+#if CALL_GRAPH_DWARF
+// The user registers of the sampled task: the interrupted ones when the
+// sample hit user code, else those saved on entry to the kernel. 0 when the
+// task has no user context (a kernel thread).
+static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct copy_head *h)
+{
+    struct pt_regs regs;
+#if defined(__x86_64__)
+    if ((ctx->regs.cs & 3) == 3) {
+        regs = *(struct pt_regs *)&ctx->regs;
+    } else {
+        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
+            return 0;
+        if ((regs.cs & 3) != 3)
+            return 0;
+    }
+    h->ip = regs.ip;
+    h->sp = regs.sp;
+    h->fp = regs.bp;
+    h->lr = 0;
+#elif defined(__aarch64__)
+    if ((ctx->regs.pstate & 0xf) == 0) {  // PSR_MODE_EL0t: user mode
+        regs = *(struct pt_regs *)&ctx->regs;
+    } else {
+        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
+            return 0;
+        if ((regs.pstate & 0xf) != 0)
+            return 0;
+    }
+    h->ip = regs.pc;
+    h->sp = regs.sp;
+    h->fp = regs.regs[29];
+    h->lr = regs.regs[30];
+#else
+    return 0;
+#endif
+    return h->sp != 0;
+}
+
+// Copy the user stack from sp up, a page at a time, so that a copy running
+// past the end of the stack's mapping keeps the pages before it (one read
+// of the whole would fail as a whole). Returns the bytes copied.
+static __always_inline u32 copy_stack(struct copy_record *r, u64 sp)
+{
+    u32 done = 0;
+    u32 want = 4096 - (sp & 4095);
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < STACK_COPY / 4096 + 1; i++) {
+        if (done >= STACK_COPY)
+            break;
+        if (want > STACK_COPY - done)
+            want = STACK_COPY - done;
+        if (want == 0 || want > 4096)
+            break;
+        if (bpf_probe_read_user(&r->stack[done], want, (void *)(sp + done)) != 0)
+            break;
+        done += want;
+        want = 4096;
+    }
+    return done;
+}
+
+static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid, u32 tid,
+                                      u32 live)
+{
+    u32 cpu = bpf_get_smp_processor_id();
+    struct copy_record *r = copy_scratch.lookup(&cpu);
+    if (!r)
+        return;
+    r->head.pid = tgid;
+    r->head.tid = tid;
+    r->head.flags = live ? COPY_GEN1 : 0;
+    r->head.size = 0;
+    r->head.kernel_hash = 0;
+    r->head.ip = r->head.sp = r->head.fp = r->head.lr = 0;
+    bpf_get_current_comm(&r->head.comm, sizeof(r->head.comm));
+#if WANT_KERNEL
+#if defined(__x86_64__)
+    if ((ctx->regs.cs & 3) != 3)
+#endif
+    if (take_stack(ctx, live, 0, 0x6b65726eULL, STAT_KERNEL_WALK_ERROR,
+                   &r->head.kernel_hash) < 0)
+        return;
+#endif
+#if WANT_USER
+    if (tgid != 0 && user_regs(ctx, &r->head)) {
+        r->head.flags |= COPY_USER;
+        r->head.size = copy_stack(r, r->head.sp);
+        if (r->head.size == 0)
+            stat_add(STAT_COPY_FAILED);
+    }
+#endif
+    u64 n = sizeof(struct copy_head) + r->head.size;
+    if (n > sizeof(struct copy_head) + STACK_COPY)  // for the verifier
+        n = sizeof(struct copy_head) + STACK_COPY;
+    // User space reads the ring on its own timer (the ring holds half a
+    // second): a wake-up per record would cost an interrupt per sample.
+    if (copies.ringbuf_output(r, n, BPF_RB_NO_WAKEUP) != 0)
+        stat_add(STAT_LOST_COPY_RING);
+}
+#endif
+
 int prof_sample(struct bpf_perf_event_data *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -348,6 +503,11 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     u32 zero = 0;
     u32 *control_live = control.lookup(&zero);
     u32 live = control_live ? *control_live : 0;
+
+#if CALL_GRAPH_DWARF
+    send_copy(ctx, tgid, tid, live);
+    return 0;
+#endif
 
     struct sample_key key = {.pid = tgid};
 #if PER_THREAD

@@ -19,7 +19,14 @@ import os
 import stat
 
 JIT_SUFFIX = "_[j]"
-MAX_PERF_MAP = 256 << 20  # bytes read of one map; a bigger one is cut, with a warning
+# The memory the entries of a run's JIT maps may take, all maps together: the
+# profiled user writes the maps, we choose what they cost us. Lines beyond it
+# are counted (not parsed) and reported once. An entry costs about
+# ENTRY_COST bytes plus its line; a line longer than MAX_LINE is skipped.
+MAX_PERF_MAP_MEMORY = 16 << 20
+ENTRY_COST = 256
+MAX_LINE = 4096
+_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +54,46 @@ def parse_perf_map(text: str) -> PerfMap:
     """Later lines win where entries overlap: a JIT reuses the addresses of
     code it threw away, and the last entry is the code that lives there now.
     Malformed lines are skipped."""
-    entries = []
-    for seq, line in enumerate(text.splitlines()):
-        fields = line.split(None, 2)
-        if len(fields) < 3:
-            continue
-        try:
-            start, size = int(fields[0], 16), int(fields[1], 16)
-        except ValueError:
-            continue
-        if size > 0:
-            entries.append((start, start + size, seq, fields[2].strip()))
-    return _flatten(entries)
+    parser = _Parser(budget=None)
+    parser.feed(text.encode("utf-8", "surrogateescape").split(b"\n"))
+    return _flatten(parser.entries)
+
+
+class _Parser:
+    """Lines -> (start, end, sequence, name) entries, within a budget of
+    bytes (None: unbounded); what does not fit is counted in `dropped`."""
+
+    def __init__(self, budget: int | None) -> None:
+        self.entries: list[tuple[int, int, int, str]] = []
+        self.left = budget
+        self.dropped = 0
+        self._seq = 0
+
+    @property
+    def full(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def feed(self, lines) -> None:
+        for line in lines:
+            self._seq += 1
+            if self.left is not None and self.left <= 0:
+                self.dropped += 1
+                continue
+            if len(line) > MAX_LINE:
+                continue
+            fields = line.split(None, 2)
+            if len(fields) < 3:
+                continue
+            try:
+                start, size = int(fields[0], 16), int(fields[1], 16)
+            except ValueError:
+                continue
+            if size <= 0 or start < 0:
+                continue
+            if self.left is not None:
+                self.left -= ENTRY_COST + len(line)
+            name = fields[2].strip().decode("utf-8", "replace")
+            self.entries.append((start, start + size, self._seq, name))
 
 
 def from_entries(entries) -> PerfMap:
@@ -154,18 +189,36 @@ def open_perf_map(pid: int) -> int | None:
     return fd
 
 
-def read_fd(fd: int, limit: int = MAX_PERF_MAP) -> tuple[PerfMap, bool]:
-    """Everything written to the map so far, read from the start, up to
-    `limit` bytes; and whether the map was cut there."""
-    chunks, pos = [], 0
-    try:
-        while pos < limit and (chunk := os.pread(fd, min(1 << 20, limit - pos), pos)):
-            chunks.append(chunk)
-            pos += len(chunk)
-        cut = pos >= limit and bool(os.pread(fd, 1, pos))
-    except OSError:
-        cut = False
-    data = b"".join(chunks)
-    if cut:  # the last line may be cut in two
-        data = data[:data.rfind(b"\n") + 1]
-    return parse_perf_map(data.decode("utf-8", "replace")), cut
+def read_fd(fd: int, budget: int = MAX_PERF_MAP_MEMORY) -> tuple[PerfMap, int]:
+    """Everything written to the map so far, read from the start in chunks,
+    keeping entries within `budget` bytes (see ENTRY_COST); and the number of
+    lines beyond the budget, counted but not kept. Memory stays within the
+    budget and a chunk whatever the file holds: no copy of the whole file,
+    no line longer than MAX_LINE."""
+    parser = _Parser(budget)
+    pos, carry, skipping = 0, b"", False
+    while True:
+        try:
+            chunk = os.pread(fd, _CHUNK, pos)
+        except OSError:
+            break
+        if not chunk:
+            break
+        pos += len(chunk)
+        if parser.full:  # count the rest, parse nothing
+            parser.dropped += chunk.count(b"\n")
+            continue
+        lines = chunk.split(b"\n")
+        if skipping:  # the rest of an over-long line
+            if len(lines) == 1:
+                continue
+            lines[0], skipping = b"", False
+        else:
+            lines[0] = carry + lines[0]
+        carry = lines.pop()  # the unfinished last line (b"" after a newline)
+        if len(carry) > MAX_LINE:
+            carry, skipping = b"", True
+        parser.feed(lines)
+    if carry and not skipping:  # a last line without its newline (being written?)
+        parser.feed([carry])
+    return _flatten(parser.entries), parser.dropped

@@ -15,7 +15,7 @@ import os
 from typing import Callable, Iterable, NamedTuple
 
 from profiler.maps import MapEntry
-from profiler.model import RawProfile
+from profiler.model import TRUNCATED, RawProfile
 from profiler.options import SymbolizeOptions
 from profiler.symbolize import objfile, perfmap
 from profiler.binary.addresses import AbsAddr, code_address, file_offset
@@ -102,6 +102,8 @@ class Symbolizer:
     # ---------------------------------------------------------------- user
 
     def user_frame(self, pid: int, address: int, leaf: bool) -> Frame:
+        if address == TRUNCATED:  # the copy ended before the stack did
+            return Frame("[truncated]", True)
         lookup = code_address(address, leaf)
         maps = self._maps.get(pid)
         if maps is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from profiler.model import RawProfile
+from profiler.model import TRUNCATED, RawProfile
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,29 +26,34 @@ class UnwindSummary:
     no_user_stack: int = 0  # user processes sampled without any user frame
     missing_stack: int = 0  # a stack hash with no stored addresses (should be 0)
     truncated: int = 0  # a side hit the depth limit: its root frames are cut
+    copy_truncated: int = 0  # dwarf: the user stack was deeper than the copy (ends in TRUNCATED)
 
 
 def unwind(profile: RawProfile) -> tuple[list[StackSample], UnwindSummary]:
     want_user = profile.info.sides != "kernel"
     depth = profile.info.max_depth
     samples = []
-    no_user = missing = truncated = 0
+    no_user = missing = truncated = copy_cut = 0
     for rec in profile.counts:
         user = _side(profile, rec.user_stack)
         kernel = _side(profile, rec.kernel_stack)
+        user_missing = user is None  # counted as missing, not again as without user stack
         if user is None or kernel is None:
             missing += rec.count
             user, kernel = user or (), kernel or ()
         proc = profile.processes.get(rec.pid)
-        if want_user and not user and rec.pid != 0 and not (proc and proc.kernel_thread):
+        if want_user and not user and not user_missing and rec.pid != 0 and \
+                not (proc and proc.kernel_thread):
             no_user += rec.count
-        if len(user) >= depth or len(kernel) >= depth:
+        if user and user[-1] == TRUNCATED:
+            copy_cut += rec.count
+        elif len(user) >= depth or len(kernel) >= depth:
             truncated += rec.count
         samples.append(StackSample(pid=rec.pid, tid=rec.tid, comm=rec.comm,
                                    user=tuple(reversed(user)), kernel=tuple(reversed(kernel)),
                                    count=rec.count))
     return samples, UnwindSummary(no_user_stack=no_user, missing_stack=missing,
-                                  truncated=truncated)
+                                  truncated=truncated, copy_truncated=copy_cut)
 
 
 def _side(profile: RawProfile, stack_hash: int) -> tuple[int, ...] | None:

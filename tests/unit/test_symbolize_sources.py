@@ -198,11 +198,11 @@ def test_perf_map_reading_is_capped(tmp_path):
     path.write_text("".join(f"{0x1000 + 0x10 * i:x} 10 f{i}\n" for i in range(1000)))
     fd = os.open(path, os.O_RDONLY)
     try:
-        whole, cut = perfmap.read_fd(fd)
-        assert len(whole) == 1000 and not cut
-        part, cut = perfmap.read_fd(fd, limit=100)
-        assert cut and 0 < len(part) < 20  # whole lines only, no half-read entry
-        assert part.lookup(0x1000) == "f0"
+        whole, dropped = perfmap.read_fd(fd)
+        assert len(whole) == 1000 and not dropped
+        part, dropped = perfmap.read_fd(fd, budget=100 * perfmap.ENTRY_COST)
+        assert 90 < len(part) < 100 and len(part) + dropped == 1000  # counted, not kept
+        assert part.lookup(0x1000) == "f0" and part.lookup(0x1000 + 0x10 * 100) is None
     finally:
         os.close(fd)
 
