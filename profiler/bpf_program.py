@@ -196,15 +196,17 @@ MAP_NAMES = ("scratch", "stack_ids0", "stack_ids1", "stacks", "recent", "counts0
              "slots0", "slots1", "control",
              "config", "stats", "targets", "seen", "notices")
 DWARF_MAP_NAMES = ("copy_scratch", "copies")
+FP_MAP_NAMES = ("leaf_rules",)
 RING_MAPS = ("notices", "copies")
 CONFIG_TARGET, CONFIG_CGROUP = 0, 1
-_COUNT_KEY = struct.Struct("=IIQQ16s")  # struct sample_key
+_COUNT_KEY = struct.Struct("=IIQQ16sQQ")  # struct sample_key
 _SLOT_HEAD = struct.Struct("=QQ")  # struct count_slot: count, state; then the key
 # The byte of a slot's state (a u64 at offset 8) that is nonzero once claimed.
 _SLOT_STATE = 8 + (7 if sys.byteorder == "big" else 0)
 _NONZERO = re.compile(rb"[^\x00]")
 _LOSSES = ("lost_stack_store_full", "lost_counts_map_full")
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
+_LEAF_KEY = struct.Struct("=IIQ")  # struct leaf_key
 _NOTICE = struct.Struct("=II")
 # struct copy_head: pid, tid, kernel_hash, ip, sp, fp, lr, size, flags, comm
 COPY_HEAD = struct.Struct("=IIQQQQQII16s")
@@ -259,6 +261,9 @@ class BpfSampler:
         self._bucket_keys: list[dict[int, int]] = [{}, {}]  # dwarf: bucket id -> run key, per generation
         self._ring_losses = 0
         self.copy_errors = 0  # records the unwinder failed on (a bug: counted, never fatal)
+        self._leaf_rule: Callable[[int, int], int] | None = None  # fp: judges frameless leaves
+        self._leaf_rules: dict[tuple[int, int], int] = {}
+        self._stack_of: dict[int, tuple[int, ...]] = {}  # fp: run key -> stack, to put callers back
         text = program_text(self.flags)
         key = bpf_image.key_for(text, plan.description + repr(plan))
         self.loaded = None
@@ -321,7 +326,7 @@ class BpfSampler:
                 "to see the program as compiled")
         _release_freed_memory()
         specs, fds = {}, {}
-        for name in MAP_NAMES + (DWARF_MAP_NAMES if self.flags.get("CALL_GRAPH_DWARF") else ()):
+        for name in MAP_NAMES + self._mode_maps():
             try:
                 table = self._bpf[name]
             except KeyError:  # the program file and this module disagree
@@ -341,6 +346,11 @@ class BpfSampler:
             specs, fds, {n: (t, self._bpf.dump_func(n.encode())) for n, (t, _fd) in progs.items()},
             lib.bpf_module_license(self._bpf.module).decode(),
             int(lib.bpf_module_kern_version(self._bpf.module)))
+
+    def _mode_maps(self) -> tuple[str, ...]:
+        if self.flags.get("CALL_GRAPH_DWARF"):
+            return DWARF_MAP_NAMES
+        return FP_MAP_NAMES if self.flags.get("WANT_USER") else ()
 
     def _setup(self, options: RecordOptions, cgroup_id: int | None) -> None:
         specs = self._specs
@@ -492,7 +502,7 @@ class BpfSampler:
         table = self._maps[f"stack_ids{gen}"]
         run_key = {0: 0}
         buckets = 0
-        for (_pid, _tid, user, kernel, _comm), _n in raw:
+        for (_pid, _tid, user, kernel, _comm, _word, _from), _n in raw:
             for key in (user, kernel):
                 if key not in run_key:
                     if key & STACK_ID_TAG:
@@ -508,9 +518,13 @@ class BpfSampler:
             self._to_sweep.discard(gen)
             for key in table.keys():
                 table.delete(key)
-        counts = [(CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
-                            run_key[user], run_key[kernel]), n)
-                  for (pid, tid, user, kernel, comm), n in raw]
+        counts = []
+        for (pid, tid, user, kernel, comm, ret_word, ret_from), n in raw:
+            user_key = run_key[user]
+            if ret_from and self._leaf_rule is not None and user_key != MISSING_STACK:
+                user_key = self._frameless_caller(pid, user_key, ret_word, ret_from, new)
+            counts.append((CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+                                    user_key, run_key[kernel]), n))
         fill = max(buckets / table.max_entries, hashed / counts_map.max_entries,
                    by_content / self._maps["stacks"].max_entries)
         return Drained(counts, new, fill)
@@ -557,7 +571,37 @@ class BpfSampler:
         if key is None:
             key = self._interned[ips] = STACK_ID_TAG | (len(self._interned) + 1)
             new[key] = ips
+            if self._leaf_rule is not None:
+                self._stack_of[key] = ips
         return key
+
+    def on_leaf_rule(self, leaf_rule: Callable[[int, int], int]) -> None:
+        """fp mode: `leaf_rule(pid, pc)` judges a sampled leaf by its CFI:
+        k + 1 when its return address is at sp + k (no frame set up), else
+        0. Judged leaves are told to the program (the `leaf_rules` map)."""
+        self._leaf_rule = leaf_rule
+
+    def _frameless_caller(self, pid: int, key: int, word: int, read_from: int,
+                          new: dict[int, tuple[int, ...]]) -> int:
+        """The stack `key` with the caller a frame-pointer walk skipped put
+        back after the leaf, when the leaf's CFI says its return address is
+        the word read (from sp + read_from - 1); else `key` unchanged."""
+        ips = self._stack_of.get(key)
+        if not ips:
+            return key
+        judged = self._leaf_rules.get((pid, ips[0]))
+        if judged is None:
+            try:
+                judged = self._leaf_rule(pid, ips[0])
+            except Exception:  # a judge that fails judges nothing: no frame is added
+                judged = 0
+            self._leaf_rules[(pid, ips[0])] = judged
+            with contextlib.suppress(OSError):  # a full map: later samples read sp still
+                self._maps["leaf_rules"].update(_LEAF_KEY.pack(pid, 0, ips[0]),
+                                                _U32.pack(judged))
+        if judged != read_from or (len(ips) > 1 and ips[1] == word):
+            return key
+        return self._intern((ips[0], word, *ips[1:]), new)
 
     def _take_bucket(self, table: bpf_maps.BpfMap, stack_id: int,
                      new: dict[int, tuple[int, ...]]) -> int:

@@ -10,6 +10,42 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
+
+PREFIX = "profiler-"
+# profiler-PID-STARTTIME: a cgroup whose owner (that pid, started at that
+# time) is no longer running is stale, and a later run removes it; a live
+# profiler's is never touched, even if its pid was reused.
+_OWNED = re.compile(r"profiler-(\d+)(?:-(\d+))?\Z")
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks after boot), from /proc/PID/stat;
+    None if it does not run (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def own_name() -> str:
+    """This process's cgroup name for its command: profiler-PID-STARTTIME."""
+    return f"{PREFIX}{os.getpid()}-{_start_time(os.getpid())}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the profiler that created cgroup `name` still runs (True for
+    names that are not ours: never touched)."""
+    match = _OWNED.match(name)
+    if not match:
+        return True
+    pid, started = int(match.group(1)), match.group(2)
+    now = _start_time(pid)
+    if started is None:  # the old profiler-PID: stale once that pid is gone
+        return now is not None
+    return now is not None and now == int(started)
 
 
 def parse_cgroup2_mount(mountinfo: str) -> str | None:
@@ -37,6 +73,39 @@ def available() -> bool:
     except OSError:
         return False
     return mount is not None and os.access(mount, os.W_OK)
+
+
+def _parents() -> list[pathlib.Path]:
+    """Where our command cgroups are created: under our own cgroup, or the
+    hierarchy's root."""
+    try:
+        mount = parse_cgroup2_mount(pathlib.Path("/proc/self/mountinfo").read_text())
+        own = parse_own_cgroup(pathlib.Path("/proc/self/cgroup").read_text())
+    except OSError:
+        return []
+    if mount is None:
+        return []
+    return list(dict.fromkeys((pathlib.Path(mount) / own.lstrip("/"), pathlib.Path(mount))))
+
+
+def remove_stale() -> list[str]:
+    """Remove the command cgroups of profilers that died without cleaning up
+    (SIGKILL, a crash): processes still in one are moved out, as close()
+    does. Returns the paths removed."""
+    removed = []
+    for parent in _parents():
+        try:
+            names = [e.name for e in os.scandir(parent) if e.name.startswith(PREFIX)]
+        except OSError:
+            continue
+        for name in names:
+            if not owner_alive(name):
+                cgroup = CommandCgroup.__new__(CommandCgroup)
+                cgroup.path = parent / name
+                cgroup.close()
+                if not cgroup.path.exists():
+                    removed.append(str(cgroup.path))
+    return removed
 
 
 class CommandCgroup:

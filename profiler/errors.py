@@ -53,3 +53,16 @@ class TargetError(ProfilerError):
 
 class OutputError(ProfilerError):
     """The output cannot be written, or a saved profile cannot be read."""
+
+
+class Interrupted(ProfilerError):
+    """Ctrl-C or SIGTERM before sampling started: nothing to write. Exits as
+    an interrupted program does (128 + the signal's number)."""
+
+    def __init__(self, signal_name: str) -> None:
+        import signal
+        super().__init__(f"interrupted by {signal_name} before recording started: "
+                         "nothing was recorded",
+                         "run it again; once recording has started, Ctrl-C or SIGTERM ends "
+                         "the run and the output is written")
+        self.exit_status = 128 + int(getattr(signal.Signals, signal_name, signal.SIGINT))

@@ -41,19 +41,31 @@ def _set_comm(name: str) -> None:
         pass
 
 
+def _die_with(parent: int) -> None:
+    """SIGKILL when the profiler dies (prctl PR_SET_PDEATHSIG; kept across
+    exec), so a killed profiler leaves no command running. If the parent
+    died before the request took effect, it never will: exit now."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(126)
+
+
 class Launcher:
     def __init__(self, argv: tuple[str, ...]) -> None:
         self.argv = argv
         self.path = resolve_command(argv)
         go_r, self._go_w = os.pipe()
         self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # child: wait for the word, then become the command
             try:
-                os.close(self._go_w)
-                os.close(self._err_r)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
                     signal.signal(sig, signal.SIG_DFL)
+                _die_with(parent)
+                os.close(self._go_w)
+                os.close(self._err_r)
                 _set_comm(os.path.basename(self.path))
                 if os.read(go_r, 1) != b"g":
                     os._exit(126)

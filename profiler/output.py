@@ -98,10 +98,52 @@ def fold_profile(profile: RawProfile, grouping: Grouping, path_for: PathFor | No
     profile, whose files are found by the paths the memory maps named)."""
     samples, summary = unwind(profile)
     symbolizer = Symbolizer(profile, path_for, options=symbolize)
-    lines = fold(symbolizer.symbolize(samples), grouping)
+    named = symbolizer.symbolize(samples)
+    lines = fold(named, grouping)
+    notes = notes_of(profile, summary.truncated, summary.copy_truncated)
+    if profile.info.call_graph == "fp":
+        notes += early_ends(samples, named, symbolizer.module_of)
     return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated,
-                  tuple(symbolizer.warnings),
-                  notes_of(profile, summary.truncated, summary.copy_truncated))
+                  tuple(symbolizer.warnings), notes)
+
+
+# Where whole user stacks begin: program and thread entry points (C runtime,
+# glibc, musl, Go, the dynamic loader). `main` is not one: a frame-pointer
+# walk that stops there has lost __libc_start_call_main.
+ENTRY_FRAMES = frozenset({
+    "_start", "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main",
+    "start_thread", "clone", "clone3", "__clone", "__clone3", "__clone_internal",
+    "thread_start", "__thread_start", "_dl_start", "_dl_start_user", "_dl_start_final",
+    "runtime.goexit", "runtime.goexit.abi0", "runtime.rt0_go", "runtime.rt0_go.abi0",
+    "runtime.mstart", "runtime.mstart.abi0"})
+EARLY_END_SHARE = 0.05
+
+
+def early_ends(samples, named, module_of) -> tuple[str, ...]:
+    """fp mode: when more than 5% of user stacks end before an entry frame,
+    one note naming the objects they ended in (frame pointers stop at code
+    built without them) and the remedy."""
+    total = early = 0
+    where: dict[str, int] = {}
+    for sample, names in zip(samples, named):
+        if not sample.user:
+            continue
+        total += sample.count
+        if names.user[0] in ENTRY_FRAMES:
+            continue
+        early += sample.count
+        # The outermost frame in a real object: a walk that left the rails
+        # ends in garbage addresses, which name no object.
+        modules = (module_of(sample.pid, a) for a in sample.user)
+        module = next((m for m in modules if m not in ("[unmapped]", "[no maps]")), "[unmapped]")
+        where[module] = where.get(module, 0) + sample.count
+    if not total or early <= EARLY_END_SHARE * total:
+        return ()
+    ranked = sorted(where.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    objects = ", ".join(f"{m} {100 * n / early:.0f}%" for m, n in ranked)
+    return (f"{100 * early / total:.0f}% of user stacks end before reaching their entry "
+            f"frame (ended in {objects}): code there has no frame pointers; "
+            "--call-graph dwarf unwinds through it",)
 
 
 def title_for(profile: RawProfile) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import struct
 import time
 import zlib
 from typing import Callable
@@ -22,6 +24,76 @@ from profiler.symbolize import perfmap
 from profiler.symbolize.vdso import read_vdso
 
 EXEC_RESCANS = (0.02, 0.2, 0.6)  # after exec, ld.so maps the libraries from user space
+PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread
+INHERIT_DEPTH = 8  # parents looked through for a snapshot to inherit
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, flags) from /proc/PID/stat; a zombie still has it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1]), int(fields[6])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class ForkWatch:
+    """Child -> parent for every fork, from the kernel's process connector
+    (netlink, root only; quietly nothing without it). /proc/PID/stat names a
+    parent only while the child exists; a child that forks, runs and is
+    reaped between two polls is known only from this."""
+
+    LIMIT = 1 << 16  # children remembered, the oldest forgotten first
+    _NETLINK_CONNECTOR, _CN_IDX_PROC, _CN_VAL_PROC = 11, 1, 1
+    _LISTEN, _EVENT_FORK = 1, 1
+
+    def __init__(self) -> None:
+        self.parents: dict[int, int] = {}
+        try:
+            sock = socket.socket(socket.AF_NETLINK,
+                                 socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                 self._NETLINK_CONNECTOR)
+        except (OSError, AttributeError):
+            self._sock = None
+            return
+        try:
+            sock.bind((0, self._CN_IDX_PROC))
+            op = struct.pack("=I", self._LISTEN)
+            cn = struct.pack("=IIIIHH", self._CN_IDX_PROC, self._CN_VAL_PROC, 0, 0, len(op), 0)
+            sock.send(struct.pack("=IHHII", 16 + len(cn) + len(op), 3, 0, 0, 0) + cn + op)
+        except OSError:
+            sock.close()
+            sock = None
+        self._sock = sock
+
+    def read(self) -> None:
+        """Take the fork events queued so far."""
+        while self._sock is not None:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:  # ENOBUFS: events were lost; read on
+                continue
+            at = 0
+            while at + 16 + 20 + 32 <= len(data):
+                length = struct.unpack_from("=I", data, at)[0]
+                event = at + 16 + 20
+                if struct.unpack_from("=I", data, event)[0] == self._EVENT_FORK:
+                    _ppid, ptgid, cpid, ctgid = struct.unpack_from("=IIII", data, event + 16)
+                    if cpid == ctgid:  # a process, not a thread
+                        self.parents[ctgid] = ptgid
+                        if len(self.parents) > self.LIMIT:
+                            del self.parents[next(iter(self.parents))]
+                if length < 16:
+                    break
+                at += (length + 3) & ~3
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def alive(pid: int) -> bool:
@@ -85,6 +157,10 @@ class FileKeeper:
     def vdso_digest(self, pid: int) -> str:
         return self._vdso.get(pid, "")
 
+    def inherit_vdso(self, pid: int, digest: str) -> None:
+        """A forked child maps its parent's vDSO."""
+        self._vdso.setdefault(pid, digest)
+
     def vdso_image(self, pid: int) -> bytes | None:
         """The process's vDSO image (its CFI unwinds through it)."""
         key = self._vdso.get(pid)
@@ -134,10 +210,19 @@ class FileKeeper:
 
 
 class ProcessTracker:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    """A process whose maps cannot be read any more (it exited, or is a
+    zombie) inherits its parent's last snapshot: a child that forked, ran and
+    exited between two scans ran the code it inherited. Its parent comes from
+    /proc/PID/stat while the child exists, else from the fork events of a
+    ForkWatch (`watch_forks`)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 watch_forks: bool = False) -> None:
         self._clock = clock
         self._t0 = clock()
         self.files = FileKeeper()
+        self._forks = ForkWatch() if watch_forks else None
+        self.inherited: set[int] = set()  # processes whose maps are their parent's
         self._snapshots: dict[int, list[MapsSnapshot]] = {}
         self._kernel_threads: set[int] = set()
         self._gone: set[int] = set()
@@ -151,16 +236,22 @@ class ProcessTracker:
             now = self._clock()
             self._due.setdefault(pid, []).extend(now + d for d in EXEC_RESCANS)
 
-    def snapshot(self, pid: int) -> None:
+    def snapshot(self, pid: int, _depth: int = 0) -> None:
         if pid <= 0 or pid in self._gone:
             return
         text = read_maps(pid)
         if text is None:
             self._gone.add(pid)
+            self._inherit(pid, None, _depth)
             return
         entries = tuple(e for e in parse_maps(text) if e.executable)
         if not entries:
-            self._kernel_threads.add(pid)
+            stat = _stat(pid)
+            if stat is None or stat[2] & PF_KTHREAD:
+                self._kernel_threads.add(pid)
+            else:  # a user process whose memory is gone: exiting, or a zombie
+                self._gone.add(pid)
+                self._inherit(pid, stat[1], _depth)
             return
         if any(e.anonymous_code for e in entries):
             self.files.keep_perf_map(pid)
@@ -178,8 +269,38 @@ class ProcessTracker:
                 self.files.keep(pid, entry)
         history.append(MapsSnapshot(time=round(self._clock() - self._t0, 6), entries=entries))
 
+    def _inherit(self, pid: int, parent: int | None, depth: int) -> None:
+        """Seed a gone process with the last snapshot of its parent (found
+        now if needed), unless it has snapshots of its own."""
+        if self._snapshots.get(pid) or depth >= INHERIT_DEPTH:
+            return
+        if parent is None and self._forks is not None:
+            self._forks.read()
+            parent = self._forks.parents.get(pid)
+        if parent is None or parent <= 1 or parent == os.getpid():
+            return
+        if not self._snapshots.get(parent):
+            self.snapshot(parent, depth + 1)
+        history = self._snapshots.get(parent)
+        if not history:
+            return
+        self._snapshots[pid] = [history[-1]]
+        self.inherited.add(pid)
+        if parent in self._foreign:
+            self._foreign.add(pid)
+        digest = self.files.vdso_digest(parent)
+        if digest:
+            self.files.inherit_vdso(pid, digest)
+
+    def stop_watching(self) -> None:
+        """No more fork events (the run is over)."""
+        if self._forks is not None:
+            self._forks.close()
+
     def service(self) -> None:
         """Take the rescans that are due."""
+        if self._forks is not None:
+            self._forks.read()
         now = self._clock()
         for pid in list(self._due):
             times = self._due[pid]
@@ -197,6 +318,7 @@ class ProcessTracker:
 
     def finish(self) -> None:
         """At the end of the run: JIT maps of live processes that wrote theirs late."""
+        self.stop_watching()
         for pid, history in self._snapshots.items():
             if pid not in self._gone and any(e.anonymous_code for e in history[-1].entries):
                 self.files.keep_perf_map(pid)

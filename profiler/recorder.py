@@ -13,8 +13,9 @@ import time
 from typing import Callable, Iterator
 
 from profiler import events
-from profiler.errors import TargetError, UnsupportedEventError, UsageError
+from profiler.errors import Interrupted, TargetError, UnsupportedEventError, UsageError
 from profiler.kheaders import plan_headers
+from profiler import cgroup as cgroup_module
 from profiler.cgroup import CommandCgroup
 from profiler.cpus import online_cpus
 from profiler.launcher import Launcher
@@ -109,39 +110,94 @@ def _stop_on_signals(flag: dict) -> Iterator[None]:
             signal.signal(s, h)
 
 
+# Tests only: PROFILER_TEST_SIGNAL_AT=STAGE[:SIGNAL] makes record() signal
+# itself (SIGINT by default) once start-up reaches STAGE.
+TEST_SIGNAL_ENV = "PROFILER_TEST_SIGNAL_AT"
+STAGES = ("start", "launcher", "cgroup", "load", "attach")
+
+
+def _test_signal(stage: str) -> None:
+    want, _, name = os.environ.get(TEST_SIGNAL_ENV, "").partition(":")
+    if want == stage:
+        os.kill(os.getpid(), getattr(signal, name or "SIGINT"))
+
+
+def _interrupted(flag: dict) -> None:
+    """Before sampling: a signal received ends start-up here."""
+    if flag.get("signal"):
+        raise Interrupted(flag["signal"])
+
+
+class _Command:
+    """`-- COMMAND`'s launcher and cgroup, owned together: closing stops the
+    command (or lets its never-released child go), then removes the cgroup."""
+
+    def __init__(self) -> None:
+        self.launcher: Launcher | None = None
+        self.cgroup: CommandCgroup | None = None
+
+    def close(self) -> None:
+        try:
+            if self.launcher is not None:
+                self.launcher.stop()
+        finally:
+            if self.cgroup is not None:
+                self.cgroup.close()
+
+
 def record(options: RecordOptions,
            on_progress: Callable[[Progress], None] | None = None) -> Recording:
-    from profiler import bpf_program  # imports bcc lazily, when constructed
-
-    bpf_program.check_privileges()
-    event = events.resolve_event(options.event)
-    cpus = check_cpus(options.cpus, event)
-    check_targets(options)
-    attr = events.check_event(event, options.sampling, cpus[0])  # before anything is loaded
-    plan = plan_headers()
-    launcher = Launcher(options.target.command) if options.target.kind is TargetKind.COMMAND else None
-    cgroup = _command_cgroup(launcher) if launcher is not None else None
-    tracker = ProcessTracker()
     flag: dict = {}
-    try:
-        with _stop_on_signals(flag):
+    with _stop_on_signals(flag), contextlib.ExitStack() as owned:
+        _test_signal("start")
+        from profiler import bpf_program  # imports bcc lazily, when constructed
+
+        bpf_program.check_privileges()
+        event = events.resolve_event(options.event)
+        cpus = check_cpus(options.cpus, event)
+        check_targets(options)
+        attr = events.check_event(event, options.sampling, cpus[0])  # before anything is loaded
+        plan = plan_headers()
+        _interrupted(flag)
+        command = _Command()
+        owned.callback(command.close)
+        if options.target.kind is TargetKind.COMMAND:
+            command.launcher = Launcher(options.target.command)
+            _test_signal("launcher")
+            _interrupted(flag)
+            command.cgroup = _command_cgroup(command.launcher)
+            _test_signal("cgroup")
+            _interrupted(flag)
+        launcher, cgroup = command.launcher, command.cgroup
+        tracker = ProcessTracker(watch_forks=True)
+        owned.callback(tracker.stop_watching)
+        try:
             sampler = bpf_program.BpfSampler(options, plan, cgroup.id if cgroup else None)
             with sampler:
+                _test_signal("load")
+                _interrupted(flag)
+                if os.environ.get(TEST_SIGNAL_ENV, "").startswith("attach"):
+                    sampler.attach = _then_signal(sampler.attach, "attach")
                 return _run(options, sampler, attr, cpus, event, launcher, tracker, flag,
                             on_progress)
-    except BaseException:
-        tracker.files.close()
-        raise
-    finally:
-        if launcher is not None:
-            launcher.stop()
-        if cgroup is not None:
-            cgroup.close()
+        except BaseException:
+            tracker.files.close()
+            raise
+
+
+def _then_signal(attach, stage: str):
+    """The test hook after attaching (which _run does)."""
+    def attach_then_signal(*args, **kwargs):
+        attach(*args, **kwargs)
+        _test_signal(stage)
+    return attach_then_signal
 
 
 def _command_cgroup(launcher: Launcher) -> CommandCgroup | None:
-    """Put the (not yet started) command in a cgroup of its own, if we can."""
-    cgroup = CommandCgroup.create(f"profiler-{os.getpid()}")
+    """Put the (not yet started) command in a cgroup of its own, if we can;
+    first remove the cgroups that profilers killed before us left behind."""
+    cgroup_module.remove_stale()
+    cgroup = CommandCgroup.create(cgroup_module.own_name())
     if cgroup is not None and not cgroup.add(launcher.pid):
         cgroup.close()
         cgroup = None
@@ -164,13 +220,18 @@ def _warm_up() -> None:
 
 
 def _copy_unwinder(sampler, tracker):
-    """Dwarf mode: unwind each stack copy as it is read, through the maps
-    and files the tracker keeps of its process."""
+    """The CFI of the sampled processes, through the maps and files the
+    tracker keeps of them. Dwarf mode: each stack copy is unwound as it is
+    read. fp mode: frameless leaves get the caller the walk skipped."""
     from profiler.unwind.copies import CopyUnwinder
+    from profiler.unwind.frameless import return_address_offset
     from profiler.binary.cache import default_cache
     unwinder = CopyUnwinder(tracker.entries, tracker.files.path_for, tracker.files.vdso_image,
                             max_depth=sampler.flags["MAX_DEPTH"], cache=default_cache())
-    sampler.on_copy(lambda c: unwinder.unwind(c.pid, c.ip, c.sp, c.fp, c.stack, c.lr))
+    if sampler.dwarf:
+        sampler.on_copy(lambda c: unwinder.unwind(c.pid, c.ip, c.sp, c.fp, c.stack, c.lr))
+    elif sampler.flags.get("WANT_USER"):
+        sampler.on_leaf_rule(lambda pid, pc: return_address_offset(unwinder.row_at(pid, pc)))
     return unwinder
 
 
@@ -178,7 +239,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     kind = options.target.kind
     sampler.on_notice(lambda pid, k: tracker.notice(pid, exec_=k == 2))
-    unwinder = _copy_unwinder(sampler, tracker) if sampler.dwarf else None
+    unwinder = _copy_unwinder(sampler, tracker)
     if kind in (TargetKind.PIDS, TargetKind.TIDS):
         sampler.set_targets(list(options.target.ids))
         for i in options.target.ids:
@@ -240,7 +301,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     sampler.poll(0)
     tracker.refresh(sampled | _drain(sampler.drain_all(), counts, stacks, tracker))
     stats = sampler.stats()
-    if unwinder is not None:
+    if sampler.dwarf:
         stats["user_stacks_truncated"] = unwinder.truncated
         stats["unwind_errors"] = sampler.copy_errors
     tracker.finish()

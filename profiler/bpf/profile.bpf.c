@@ -87,6 +87,10 @@
 #ifndef COPY_RING_PAGES
 #define COPY_RING_PAGES 1
 #endif
+#define FP_FIXUP (WANT_USER && !CALL_GRAPH_DWARF)
+#ifndef LEAF_RULES
+#define LEAF_RULES 16384  // (process, leaf pc) pairs whose frame user space has judged
+#endif
 #ifndef NR_CPUS
 #define NR_CPUS 1  // possible CPUs: one scratch slot each
 #endif
@@ -117,6 +121,8 @@ struct sample_key {
     u64 user_hash;     // 0: no user frames; STACK_ID_TAG | id, or a content hash
     u64 kernel_hash;   // 0: no kernel frames; likewise
     char comm[16];
+    u64 ret_word;      // fp: the word that holds the frameless leaf's return address
+    u64 ret_from;      // fp: its offset from sp, plus 1; 0: none read
 };
 
 enum slot_state { SLOT_EMPTY = 0, SLOT_CLAIMED = 1, SLOT_READY = 2 };
@@ -186,6 +192,23 @@ struct copy_record {
     struct copy_head head;
     u8 stack[STACK_COPY + 4096];
 };
+
+#if FP_FIXUP
+// A frame-pointer walk from a frameless leaf (a small leaf function, a
+// prologue or epilogue) skips the leaf's caller: the frame pointer still
+// holds the caller's frame, whose return address leads to the caller's
+// caller. The leaf's own return address lies at sp + k. User space judges
+// each (process, leaf pc) from its CFI and says here where that word is:
+// k + 1, or 0 where the CFI says the frame is set up (nothing to add). A
+// pc not judged yet reads the word at sp, which user space uses only if the
+// CFI puts the return address there.
+struct leaf_key {
+    u32 pid;
+    u32 pad;
+    u64 ip;
+};
+BPF_HASH(leaf_rules, struct leaf_key, u32, LEAF_RULES);
+#endif
 
 #if CALL_GRAPH_DWARF
 BPF_ARRAY(copy_scratch, struct copy_record, NR_CPUS);
@@ -317,6 +340,68 @@ static __always_inline int take_stack(struct bpf_perf_event_data *ctx, u32 live,
     return 0;
 }
 
+struct user_regs_out {
+    u64 ip, sp, fp, lr;
+};
+
+// The user registers of the sampled task: the interrupted ones when the
+// sample hit user code, else those saved on entry to the kernel. 0 when the
+// task has no user context (a kernel thread).
+static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct user_regs_out *h)
+{
+    struct pt_regs regs;
+#if defined(__x86_64__)
+    if ((ctx->regs.cs & 3) == 3) {
+        regs = *(struct pt_regs *)&ctx->regs;
+    } else {
+        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
+            return 0;
+        if ((regs.cs & 3) != 3)
+            return 0;
+    }
+    h->ip = regs.ip;
+    h->sp = regs.sp;
+    h->fp = regs.bp;
+    h->lr = 0;
+#elif defined(__aarch64__)
+    if ((ctx->regs.pstate & 0xf) == 0) {  // PSR_MODE_EL0t: user mode
+        regs = *(struct pt_regs *)&ctx->regs;
+    } else {
+        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
+            return 0;
+        if ((regs.pstate & 0xf) != 0)
+            return 0;
+    }
+    h->ip = regs.pc;
+    h->sp = regs.sp;
+    h->fp = regs.regs[29];
+    h->lr = regs.regs[30];
+#else
+    return 0;
+#endif
+    return h->sp != 0;
+}
+
+#if FP_FIXUP
+static __always_inline void read_return_word(struct bpf_perf_event_data *ctx, u32 tgid,
+                                             struct sample_key *key)
+{
+    struct user_regs_out regs;
+    if (tgid == 0 || !user_regs(ctx, &regs))
+        return;
+    struct leaf_key lk = {.pid = tgid, .ip = regs.ip};
+    u32 *rule = leaf_rules.lookup(&lk);
+    u64 from = rule ? *rule : 1;
+    if (from == 0)
+        return;
+    if (bpf_probe_read_user(&key->ret_word, sizeof(key->ret_word),
+                            (void *)(regs.sp + from - 1)) == 0)
+        key->ret_from = from;
+}
+#endif
+
 static __always_inline u64 *counts_lookup(u32 live, struct sample_key *key)
 {
     return live ? counts1.lookup(key) : counts0.lookup(key);
@@ -330,7 +415,8 @@ static __always_inline int counts_insert(u32 live, struct sample_key *key, u64 *
 static __always_inline int same_key(struct sample_key *a, struct sample_key *b)
 {
     u64 *x = (u64 *)a, *y = (u64 *)b;
-    return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+    return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4] &&
+           x[5] == y[5] && x[6] == y[6];
 }
 
 // Add one to key's count in its slot; 0 when the slot is another key's (or
@@ -384,46 +470,6 @@ static __always_inline int count(u32 live, struct sample_key *key)
 }
 
 #if CALL_GRAPH_DWARF
-// The user registers of the sampled task: the interrupted ones when the
-// sample hit user code, else those saved on entry to the kernel. 0 when the
-// task has no user context (a kernel thread).
-static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct copy_head *h)
-{
-    struct pt_regs regs;
-#if defined(__x86_64__)
-    if ((ctx->regs.cs & 3) == 3) {
-        regs = *(struct pt_regs *)&ctx->regs;
-    } else {
-        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
-            return 0;
-        if ((regs.cs & 3) != 3)
-            return 0;
-    }
-    h->ip = regs.ip;
-    h->sp = regs.sp;
-    h->fp = regs.bp;
-    h->lr = 0;
-#elif defined(__aarch64__)
-    if ((ctx->regs.pstate & 0xf) == 0) {  // PSR_MODE_EL0t: user mode
-        regs = *(struct pt_regs *)&ctx->regs;
-    } else {
-        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
-            return 0;
-        if ((regs.pstate & 0xf) != 0)
-            return 0;
-    }
-    h->ip = regs.pc;
-    h->sp = regs.sp;
-    h->fp = regs.regs[29];
-    h->lr = regs.regs[30];
-#else
-    return 0;
-#endif
-    return h->sp != 0;
-}
-
 // Copy the user stack from sp up, a page at a time, so that a copy running
 // past the end of the stack's mapping keeps the pages before it (one read
 // of the whole would fail as a whole). Returns the bytes copied.
@@ -470,7 +516,12 @@ static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid,
         return;
 #endif
 #if WANT_USER
-    if (tgid != 0 && user_regs(ctx, &r->head)) {
+    struct user_regs_out regs;
+    if (tgid != 0 && user_regs(ctx, &regs)) {
+        r->head.ip = regs.ip;
+        r->head.sp = regs.sp;
+        r->head.fp = regs.fp;
+        r->head.lr = regs.lr;
         r->head.flags |= COPY_USER;
         r->head.size = copy_stack(r, r->head.sp);
         if (r->head.size == 0)
@@ -519,6 +570,10 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     if (take_stack(ctx, live, BPF_F_USER_STACK, 0x75736572ULL,
                    STAT_USER_WALK_ERROR, &key.user_hash) < 0)
         return 0;
+#if FP_FIXUP
+    if (key.user_hash)
+        read_return_word(ctx, tgid, &key);
+#endif
 #endif
 #if WANT_KERNEL
 #if defined(__x86_64__)

@@ -123,6 +123,12 @@ class Symbolizer:
                 return jit
         if symbols is not None:
             name = symbols.name_at(file_offset(AbsAddr(lookup), entry.start, entry.offset))
+            if name is None and not leaf:
+                # A return address at a function's first byte: a signal
+                # handler returns into its trampoline (__restore_rt), whose
+                # first byte the kernel made the return address.
+                hit = symbols.lookup(file_offset(AbsAddr(address), entry.start, entry.offset))
+                name = hit[0] if hit is not None and hit[1] == 0 else None
             if name is not None:
                 return Frame(name, True, True)
         if not anonymous:  # JIT code in a file mapping: .NET's memfd double mapping
@@ -131,6 +137,18 @@ class Symbolizer:
                 return jit
         offset = file_offset(AbsAddr(address), entry.start, entry.offset)
         return Frame(f"{entry.module}+0x{offset:x}", False)
+
+    def module_of(self, pid: int, address: int) -> str:
+        """The short name of what holds a return address: a file's base
+        name, [vdso], [anon] (JIT code), [unmapped] or [no maps]."""
+        maps = self._maps.get(pid)
+        if maps is None:
+            proc = self._profile.processes.get(pid)
+            maps = self._maps[pid] = _ProcessMaps(proc.snapshots if proc else ())
+        entry = maps.find(code_address(address, False))
+        if entry is None:
+            return "[unmapped]" if maps else "[no maps]"
+        return entry.module
 
     def _jit_frame(self, pid: int, lookup: int) -> Frame | None:
         jit = self._jit.get(pid)

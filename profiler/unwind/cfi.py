@@ -232,10 +232,12 @@ class _Frames:
             raise _Bad
         cur.end = end
         id_pos = cur.pos
-        if self.eh:  # .eh_frame: 4 bytes, an offset back from this field (LSB)
-            cid = cur.uint(4)
-            return cid == 0, id_pos - cid, cur.pos, end, end
+        # The CIE id / pointer is as wide as the length (as binutils and gdb
+        # read it; LLVM's libunwind keeps 4 bytes in .eh_frame, but no
+        # assembler emits 64-bit .eh_frame entries).
         cid = cur.uint(8 if wide else 4)
+        if self.eh:  # an offset back from this field to the CIE; 0 for a CIE
+            return cid == 0, id_pos - cid, cur.pos, end, end
         is_cie = cid == (0xFFFFFFFFFFFFFFFF if wide else 0xFFFFFFFF)
         return is_cie, cid, cur.pos, end, end
 
@@ -527,7 +529,7 @@ class _Source:
             return fdes[off]
         try:
             fde = self._decode(off)
-        except (_Bad, RecursionError, MemoryError, OverflowError, ValueError):
+        except Exception:  # noqa: BLE001 - a bad FDE reads as no row, and is not decoded again
             fde = None
         if len(fdes) >= _FDE_CACHE:
             fdes.clear()
@@ -605,7 +607,7 @@ class CfiTable:
         for source in self._sources:
             try:
                 row = source.lookup(vaddr)
-            except (_Bad, IndexError, ValueError, OverflowError, TypeError):
+            except Exception:  # noqa: BLE001 - hostile bytes must read as "no row", whatever broke
                 row = None
             if row is not None:
                 break
@@ -628,7 +630,8 @@ def cfi_from_bytes(data: bytes) -> CfiTable | None:
     return cfi_from_file(io.BytesIO(data))
 
 
-def cfi_from_file(stream: BinaryIO, *, cache=None, build_id: bytes | None = None) -> CfiTable | None:
+def cfi_from_file(stream: BinaryIO, *, cache=None,
+                  build_id: bytes | None = None) -> CfiTable | None:
     """The CFI of an open ELF file: .eh_frame, then .debug_frame; None when
     it has neither (or neither could be read)."""
     try:
@@ -651,7 +654,7 @@ def cfi_from_file(stream: BinaryIO, *, cache=None, build_id: bytes | None = None
         try:
             source = _source(sec, sections.get(".eh_frame_hdr") if name == ".eh_frame" else None,
                              elfclass, order, addr_size, cache, build_id)
-        except (_Bad, ValueError, OverflowError, struct.error, MemoryError, zlib.error):
+        except Exception:  # noqa: BLE001 - a section we cannot index reads as absent
             source = None
         if source is not None:
             sources.append(source)
@@ -665,8 +668,8 @@ def _source(sec, hdr, elfclass: int, order: str, addr_size: int, cache, build_id
         data = _decompress(data, elfclass, order)
         if data is None:
             return None
-    hdr_addr = hdr.addr if hdr is not None else None
-    frames = _Frames(data, _Place(sec.addr if eh else 0, hdr_addr, addr_size, order), eh)
+    # datarel in .eh_frame itself is GOT-relative (i386): unknown here, so unread.
+    frames = _Frames(data, _Place(sec.addr if eh else 0, None, addr_size, order), eh)
     if hdr is not None:
         index = _hdr_index(hdr, sec.addr, len(data), addr_size, order)
         if index is not None:
@@ -761,9 +764,9 @@ def _scan_index(frames: _Frames) -> tuple[array.array, array.array]:
         except _Bad:
             break  # a length that cannot be trusted: nothing after it can be found
         if head is None:
-            if frames.eh:
-                break
-            off += 4  # .debug_frame has no terminator; a zero length is padding
+            # A zero terminator ends .eh_frame for libgcc; readelf reads on,
+            # and so do we: whatever follows is parsed as carefully as the rest.
+            off += 4
             continue
         if not head[0]:
             try:

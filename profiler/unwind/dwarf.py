@@ -8,8 +8,10 @@ one past its end means the stack was cut (the caller marks it truncated).
 
 It runs for every sample, so each distinct Row gets a precomputed plan
 once: most rows say "CFA = sp or fp + k, return address at CFA + r, fp at
-CFA + f or unchanged", which is a couple of slice-free struct reads. Only
-expression rows (PLT stubs, signal trampolines) take the general path.
+CFA + f or unchanged", which is two indexes into the copy viewed as
+words. Only expression rows (PLT stubs, signal trampolines) and other
+rare shapes take the general path. Measured warm (CPython 3.11): about
+0.5 us per frame, 11 us for a 22-frame stack.
 """
 from __future__ import annotations
 
@@ -43,10 +45,15 @@ class Unwound(NamedTuple):
     signal_frames: tuple[int, ...] = ()  # indexes of exact interrupted pcs
 
 
-_WORD = struct.Struct("<Q")
-_FAST, _GENERAL = 0, 1
-_PLANS: dict[int, tuple] = {}  # id(row) -> (row, arch, plan); the row kept alive pins its id
+_WORD = struct.Struct("=Q")  # native, as the words view in unwind_stack: stacks are local
+_FAST, _GENERAL, _OUTERMOST = 0, 1, 2
+# Per arch: id(row) -> (row, kind, cfa_from_fp, cfa_offset, ra_offset, fp_offset | None).
+# The entry keeps its row alive, so the id cannot be reused while it is there.
+_PLANS: dict[Arch, dict[int, tuple]] = {}
 _MAX_PLANS = 1 << 16
+# A read this far past the copy is a garbage address, not a cut stack: no
+# thread's stack is that deep (the default limit is 8 MiB).
+_ABSURD = 256 << 20
 
 
 class _Stop(Exception):
@@ -60,24 +67,28 @@ class _Unusable(Exception):
 
 
 def _plan(row: cfi.Row, arch: Arch) -> tuple:
-    """(_FAST, cfa_from_fp, cfa_offset, ra_offset, fp_offset | None) for the
-    common shapes, else (_GENERAL,)."""
-    if row.cfa_expr or row.signal_frame or row.cfa_reg not in (arch.sp, arch.fp):
-        return (_GENERAL,)
+    """(kind, cfa_from_fp, cfa_offset, ra_offset, fp_offset | None): _FAST
+    for the common shapes, _OUTERMOST for an undefined return address,
+    else _GENERAL."""
+    general = (_GENERAL, False, 0, 0, None)
     rules = dict(row.regs)
     ra = rules.get(row.ra_column)
+    if ra is not None and ra.kind == cfi.UNDEFINED:
+        return (_OUTERMOST, False, 0, 0, None)
+    if row.cfa_expr or row.signal_frame or row.cfa_reg not in (arch.sp, arch.fp):
+        return general
     fp = rules.get(arch.fp)
     if ra is None or ra.kind != cfi.OFFSET or arch.sp in rules or \
             row.ra_column in (arch.sp, arch.fp):
-        return (_GENERAL,)
+        return general
     if arch.lr is not None and row.ra_column != arch.lr:
-        return (_GENERAL,)
+        return general
     if fp is None or fp.kind == cfi.SAME:
         fp_off = None
     elif fp.kind == cfi.OFFSET:
         fp_off = fp.value
     else:
-        return (_GENERAL,)
+        return general
     return (_FAST, row.cfa_reg == arch.fp, row.cfa_offset, ra.value, fp_off)
 
 
@@ -88,54 +99,66 @@ def unwind_stack(ip: int, sp: int, fp: int, stack: bytes, rows: Callable[[int], 
     base, size = sp, len(stack)
     end = base + size
     align = arch.word - 1
-    unpack = _WORD.unpack_from
-    plans = _PLANS
+    # The copy as native words from the first aligned address: one index
+    # per read. The stack comes from this machine, so native order is its.
+    shift = -base & align
+    wbase = base + shift
+    words = memoryview(stack)[shift:shift + max(0, size - shift) // 8 * 8].cast("Q")
+    nwords = len(words)
+    plans = _PLANS.get(arch)
+    if plans is None:
+        plans = _PLANS.setdefault(arch, {})
     frames = [ip]
     signal: list[int] = []
     pc = ip
     exact = True  # pc is the instruction itself (leaf, or after a signal frame)
     fp_known = True
-    lr_val: int | None = lr if arch.lr is not None else None
+    has_lr = arch.lr is not None
+    lr_val: int | None = lr if has_lr else None
     while True:
         if len(frames) >= max_depth:
             return Unwound(tuple(frames), False, "depth", tuple(signal))
         row = rows(pc if exact else pc - 1)
         was_signal = False
-        step = None
+        step = False
         if row is not None:
-            entry = plans.get(id(row))
-            if entry is None or entry[0] is not row or entry[1] is not arch:
+            plan = plans.get(id(row))
+            if plan is None or plan[0] is not row:
                 if len(plans) >= _MAX_PLANS:
                     plans.clear()
-                entry = (row, arch, _plan(row, arch))
-                plans[id(row)] = entry
-            plan = entry[2]
-            if plan[0] == _FAST and (fp_known or not plan[1]):
-                cfa = (fp if plan[1] else sp) + plan[2]
-                a = cfa + plan[3]
-                o = a - base
-                if o < 0 or a & align:
+                plan = plans[id(row)] = (row,) + _plan(row, arch)
+            _, kind, from_fp, cfa_off, ra_off, fp_off = plan
+            if kind == _FAST and (fp_known or not from_fp):
+                cfa = (fp if from_fp else sp) + cfa_off
+                a = cfa + ra_off
+                if a < base or a & align:
                     return Unwound(tuple(frames), False, "bad-read", tuple(signal))
-                if o + 8 > size:
+                i = (a - wbase) >> 3
+                if i >= nwords:
+                    if a - end > _ABSURD:
+                        return Unwound(tuple(frames), False, "bad-read", tuple(signal))
                     return Unwound(tuple(frames), True, "truncated", tuple(signal))
-                new_pc = unpack(stack, o)[0]
-                fo = plan[4]
-                if fo is not None:
-                    a = cfa + fo
-                    o = a - base
+                new_pc = words[i]
+                if fp_off is not None:
+                    a = cfa + fp_off
                     if a & align:
                         return Unwound(tuple(frames), False, "bad-read", tuple(signal))
-                    if o + 8 > size:
-                        return Unwound(tuple(frames), True, "truncated", tuple(signal))
-                    if o >= 0:
-                        fp = unpack(stack, o)[0]
+                    if a >= base:
+                        i = (a - wbase) >> 3
+                        if i >= nwords:
+                            if a - end > _ABSURD:
+                                return Unwound(tuple(frames), False, "bad-read", tuple(signal))
+                            return Unwound(tuple(frames), True, "truncated", tuple(signal))
+                        fp = words[i]
                         fp_known = True
                     # else: a save slot below sp was popped already (an
                     # epilogue keeps the rule): fp holds the caller's value
                 new_sp = cfa
-                if arch.lr is not None:
+                if has_lr:
                     lr_val = new_pc
                 step = True
+            elif kind == _OUTERMOST:
+                return Unwound(tuple(frames), False, "outermost", tuple(signal))
             else:
                 try:
                     new_pc, new_sp, fp, fp_known, lr_val = _general(
@@ -143,26 +166,28 @@ def unwind_stack(ip: int, sp: int, fp: int, stack: bytes, rows: Callable[[int], 
                     step = True
                     was_signal = row.signal_frame
                 except _Unusable:
-                    step = None
+                    pass
                 except _Stop as stop:
                     return Unwound(tuple(frames), stop.reason == "truncated", stop.reason,
                                    tuple(signal))
-        if step is None:
+        if not step:
             # No usable CFI here (JIT code, hand-written assembly): trust the
             # frame pointer chain from the last frame that kept one.
             if not fp_known or not base < fp < end or fp & align:
                 return Unwound(tuple(frames), False, "no-cfi", tuple(signal))
-            o = fp - base
-            if o + 16 > size:
+            i = (fp - wbase) >> 3
+            if i + 1 >= nwords:
                 return Unwound(tuple(frames), True, "truncated", tuple(signal))
-            new_fp, new_pc = unpack(stack, o)[0], unpack(stack, o + 8)[0]
             new_sp = fp + 16
-            fp = new_fp
-            if arch.lr is not None:
+            fp, new_pc = words[i], words[i + 1]
+            if has_lr:
                 lr_val = new_pc
         if new_pc == 0:
             return Unwound(tuple(frames), False, "zero-pc", tuple(signal))
-        if new_sp <= sp and not was_signal:
+        # The caller's frame lies above ours. Across a signal frame sp may
+        # jump anywhere; an arm64 leaf that keeps lr leaves sp where it was.
+        if new_sp <= sp and not was_signal and \
+                not (new_sp == sp and exact and has_lr and new_pc != pc):
             return Unwound(tuple(frames), False, "loop", tuple(signal))
         sp = new_sp
         pc = new_pc
@@ -191,7 +216,7 @@ def _general(row: cfi.Row, pc: int, sp: int, fp: int | None, lr: int | None, arc
 
     def read(addr: int) -> int:
         o = addr - base
-        if o < 0 or addr & align or addr >> 64:
+        if o < 0 or addr & align or addr >> 64 or o - size > _ABSURD:
             raise _Stop("bad-read")
         if o + 8 > size:
             raise _Stop("truncated")

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 import re
 import shutil
 import subprocess
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from conftest import require
 
@@ -132,3 +133,122 @@ def perf_profile(output: str, **kwargs) -> list[Sample]:
 def user_stacks(samples: Iterable[Sample], comm: str | None = None) -> collections.Counter:
     """Counts of root-first user-frame tuples (of one comm when given)."""
     return collections.Counter(s.user for s in samples if comm is None or s.comm == comm)
+
+
+def usable_samples(samples: Iterable[Sample]) -> tuple[list[Sample], int]:
+    """The samples perf unwound, and how many it did not: a user frame perf
+    cannot even map (symbol and dso `[unknown]`) means its unwinding went
+    astray (a return address read from the wrong slot) or stopped in
+    unmapped memory, and is no reference for anyone's unwinder. A frame in a
+    known object without a name (a local function of a stripped library:
+    libgcc_s's unwinder) is kept; it is unnamed, not lost."""
+    kept, dropped = [], 0
+    for s in samples:
+        if any(f.dso == "[unknown]" for f in s.frames if not f.kernel):
+            dropped += 1
+        else:
+            kept.append(s)
+    return kept, dropped
+
+
+# ---------------------------------------------------------------- names
+
+_VERSION = re.compile(r"@@?[A-Z][A-Za-z0-9_.]*$")  # foo@@GLIBC_2.34 (not foo@plt)
+_RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+_QUALIFIERS = re.compile(r"\)(?: const| volatile| &&| &)+$")
+_CLONE = re.compile(r"( \[clone \.[\w.]+\])+$")  # c++filt's `f(int) [clone .cold]`
+_OFFSET = re.compile(r"^(?!\[)(.*)\+0x[0-9a-f]+$")  # not [unmapped]+0x..: that is lost
+UNNAMED = "<unnamed>"
+_BUILD_ID = re.compile(r"Build ID: ([0-9a-f]+)")
+
+
+def strip_params(name: str) -> str:
+    """`ns::f(int, char const*) const` -> `ns::f`: perf prints C++ names
+    without their parameters, c++filt with them. GCC's outlined parts
+    (`f(int) [clone .cold]`) are the function's: perf's names drop the
+    suffix with the parameters."""
+    s = _QUALIFIERS.sub(")", _CLONE.sub("", name))
+    if not s.endswith(")"):
+        return name
+    depth = 0
+    for i in range(len(s) - 1, -1, -1):
+        if s[i] == ")":
+            depth += 1
+        elif s[i] == "(":
+            depth -= 1
+            if depth == 0:
+                return s[:i] or name
+    return name
+
+
+def _debug_file(path: str) -> str | None:
+    done = subprocess.run(["readelf", "-n", path], capture_output=True, text=True)
+    m = _BUILD_ID.search(done.stdout)
+    if m is None:
+        return None
+    bid = m.group(1)
+    debug = f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
+    return debug if os.path.exists(debug) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _alias_groups(path: str) -> tuple[tuple[str, ...], ...]:
+    """binutils' view of `path`: the names of each address that has
+    several (glibc's __libc_start_main, __libc_start_main_impl,
+    __libc_start_main@@GLIBC_2.34, ...), from .dynsym and the symbol table
+    of the debug file (or of the file itself)."""
+    by_addr: dict[int, set[str]] = collections.defaultdict(set)
+    runs = [["nm", "-D", "--defined-only", path]]
+    debug = _debug_file(path)
+    runs.append(["nm", "--defined-only", debug or path])
+    for args in runs:
+        done = subprocess.run(args, capture_output=True, text=True)
+        for line in done.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "TtWwi":
+                by_addr[int(parts[0], 16)].add(_VERSION.sub("", parts[2]))
+    return tuple(tuple(sorted(g)) for g in by_addr.values() if len(g) > 1)
+
+
+class Names:
+    """Normalizes frame names the same way on both sides, so that what is
+    compared is the unwinding, not the naming: symbol versions and Rust hashes
+    dropped, C++ parameter lists dropped, aliases (several names at one
+    address, per binutils' nm) mapped to one of them (the shortest), and a
+    frame in a known object without a function's name (ours
+    `module+0xOFFSET`, perf's `[unknown]` in a known object) or in a PLT
+    stub (perf makes up `name@plt`, the profiler's symbol sources do not)
+    reduced to UNNAMED: the frame is there on both sides, which is what
+    unwinding is about."""
+
+    def __init__(self, objects: Iterable[str] = ()):
+        alias: dict[str, str] = {}
+        clash: set[str] = set()
+        for path in sorted(set(objects)):
+            if not os.path.isfile(path):
+                continue
+            for group in _alias_groups(path):
+                rep = min(group, key=lambda n: (len(n), n))
+                for name in group:
+                    if alias.get(name, rep) != rep:
+                        clash.add(name)
+                    alias[name] = rep
+        self.alias: Mapping[str, str] = {k: v for k, v in alias.items() if k not in clash}
+
+    def __call__(self, name: str) -> str:
+        if _OFFSET.match(name) or name.endswith("@plt"):
+            return UNNAMED
+        name = _RUST_HASH.sub("", _VERSION.sub("", name))
+        name = strip_params(name)
+        return self.alias.get(name, name)
+
+    def perf_frame(self, frame: Frame) -> str:
+        if frame.symbol == "[unknown]" and frame.dso != "[unknown]":
+            return UNNAMED
+        return self(frame.symbol)
+
+
+def user_objects(samples: Iterable[Sample]) -> set[str]:
+    """The files perf saw user frames in (for `Names`)."""
+    return {f.dso for s in samples for f in s.frames
+            if not f.kernel and f.dso.startswith("/")}

@@ -46,7 +46,7 @@ def test_c_workload_under_command_has_main_to_leaf_named(bpf_ready, workloads, t
 
 def test_many_distinct_stacks_lose_under_a_thousandth(bpf_ready, workloads, tmp_path):
     out = tmp_path / "many.json"
-    run = run_profiler("record", "-F", "999", "-d", "5", "-o", str(out),
+    run = run_profiler("record", "--call-graph", "fp", "-F", "999", "-d", "5", "-o", str(out),
                        "--", workloads["many_stacks"], "30")
     assert run.returncode == 0, run.stderr
     from profiler.model import RawProfile
@@ -192,7 +192,8 @@ def test_generations_never_mix_up_stacks(bpf_ready, workloads, tmp_path):
     b = subprocess.Popen([str(twin), "30"])
     raw = tmp_path / "two.json"
     try:
-        run = run_profiler("record", "-F", "999", "-p", f"{a.pid},{b.pid}", "-d", "4",
+        run = run_profiler("record", "--call-graph", "fp", "-F", "999", "-p", f"{a.pid},{b.pid}",
+                           "-d", "4",
                            "--drain-interval", "0.05", "-o", str(raw))
     finally:
         for p in (a, b):
@@ -224,7 +225,8 @@ def test_a_small_stack_map_is_drained_sooner_instead_of_overflowing(bpf_ready, w
     every ~0.1 s, so few buckets are taken when a stack arrives (a fixed
     one-second drain walks a third of the stacks twice) and none is lost."""
     raw = tmp_path / "small.json"
-    run = run_profiler("record", "-F", "999", "-d", "5", "--stack-storage-size", "1024",
+    run = run_profiler("record", "--call-graph", "fp", "-F", "999", "-d", "5",
+                       "--stack-storage-size", "1024",
                        "-o", str(raw), "--", workloads["many_stacks"], "30")
     assert run.returncode == 0, run.stderr
     from profiler.model import RawProfile

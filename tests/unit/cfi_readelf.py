@@ -55,6 +55,9 @@ def frames(path: str) -> dict[str, list[Entry]]:
         words = re.sub(r"\br\d+ \((\w+)\)", r"\1", line).split()
         if entry is None or not words:
             continue
+        if words[1:] == ["ZERO", "terminator"]:
+            entry = None
+            continue
         if words[0] == "LOC":
             entry.columns = words[1:]
         elif entry.columns and re.fullmatch(r"[0-9a-f]+", words[0]) and \
