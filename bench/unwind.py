@@ -61,6 +61,7 @@ WORKLOADS = ROOT / "bench" / "workloads"
 FREQ = "999"
 COPY_HEAD = 72  # struct copy_head (profiler/bpf_program.py COPY_HEAD)
 RING_HEADER = 8  # BPF_RINGBUF_HDR_SZ
+WARM_PASSES = 5
 PY_LOOP = """\
 import sys, time
 def inner(n):
@@ -164,9 +165,22 @@ def tool_commands(pids: str, cpu: int | None) -> list[tuple[str, str, list[str]]
             ("dwarf", "prof_sample", [*ours, "--call-graph", "dwarf"])]
 
 
+def _run_ns(pids: str) -> int:
+    """CPU time (ns) the workload processes have run (/proc/PID/schedstat)."""
+    total = 0
+    for pid in pids.split(","):
+        try:
+            total += int(pathlib.Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def cost_round(pids: str, cpu: int | None, env: dict, seconds: float) -> dict[str, tuple[float, int]]:
     """ns per run and runs of each tool's program over `seconds` while all
-    three are attached to the same processes."""
+    three are attached to the same processes; "share": the workload's share
+    of the sampled CPUs' time meanwhile (the other runs are samples of
+    other processes, which the programs only filter out)."""
     procs: dict[str, subprocess.Popen] = {}
     ids: dict[str, int] = {}
     try:
@@ -175,9 +189,9 @@ def cost_round(pids: str, cpu: int | None, env: dict, seconds: float) -> dict[st
                                            stderr=subprocess.DEVNULL)
             ids[tool] = _wait_program(name, procs[tool])
         time.sleep(0.5)  # past the first drain and the first process notices
-        first = perf_event_progs()
+        first, ran0, t0 = perf_event_progs(), _run_ns(pids), time.monotonic()
         time.sleep(seconds)
-        last = perf_event_progs()
+        last, ran1, t1 = perf_event_progs(), _run_ns(pids), time.monotonic()
         if not all(i in first and i in last for i in ids.values()) or \
                 any(p.poll() is not None for p in procs.values()):
             raise SystemExit("bench/unwind.py: a tool ended during the measurement")
@@ -195,6 +209,8 @@ def cost_round(pids: str, cpu: int | None, env: dict, seconds: float) -> dict[st
     for tool, i in ids.items():
         n = last[i][2] - first[i][2]
         out[tool] = ((last[i][1] - first[i][1]) / n if n else float("nan"), n)
+    ncpu = 1 if cpu is not None else os.cpu_count()
+    out["share"] = (min(1.0, (ran1 - ran0) / ((t1 - t0) * 1e9 * ncpu)), 0)
     return out
 
 
@@ -211,8 +227,37 @@ def median_cost(work: Workload, which: tuple[str, ...], cpu: int | None, env: di
         stop(procs)
     out = {tool: (statistics.median(r[tool][0] for r in results),
                   sum(r[tool][1] for r in results)) for tool in ("fp", "dwarf", "bcc")}
-    out["rounds"] = [{t: round(r[t][0]) for t in ("fp", "dwarf", "bcc")} for r in results]
+    out["rounds"] = [{t: r[t][0] for t in ("fp", "dwarf", "bcc")} for r in results]
     out["dwarf/bcc"] = statistics.median(r["dwarf"][0] / r["bcc"][0] for r in results)
+    out["share"] = statistics.median(r["share"][0] for r in results)
+    out["shares"] = [r["share"][0] for r in results]
+    # every run charged to the workload's samples: an upper bound per sample
+    out["bound"] = {t: statistics.median(r[t][0] / r["share"][0] for r in results)
+                    for t in ("fp", "dwarf", "bcc")}
+    return out
+
+
+def filter_cost(work: Workload, env: dict, rounds: int, seconds: float) -> dict[str, float]:
+    """ns per run of each tool when no run is a sample of its target (a
+    sleeping process) while CPU 0 is busy with the C workload: what each
+    sample of another process costs (the filter)."""
+    busy = work.start(("C",), 0)
+    idle = subprocess.Popen(["sleep", "3600"])
+    try:
+        results = [cost_round(str(idle.pid), 0, env, seconds) for _ in range(rounds)]
+    finally:
+        stop([*busy, idle])
+    return {t: statistics.median(r[t][0] for r in results) for t in ("fp", "dwarf", "bcc")}
+
+
+def estimate(cost: dict, filtered: dict[str, float]) -> dict[str, float]:
+    """ns per workload sample: the runs that were other processes' samples
+    (1 - share of them) charged at the filter's cost, the rest to the
+    workload (median over the rounds)."""
+    out = {}
+    for t in ("fp", "dwarf", "bcc"):
+        out[t] = statistics.median((r[t] - (1 - sh) * filtered[t]) / sh
+                                   for r, sh in zip(cost["rounds"], cost["shares"]))
     return out
 
 
@@ -230,7 +275,8 @@ def capture_copies(pids: list[int], seconds: float) -> dict:
     def copy_unwinder(sampler, tracker, *args, **kwargs):
         got["tracker"] = tracker
         got["max_depth"] = sampler.flags.get("MAX_DEPTH", 127)
-        return real_unwinder(sampler, tracker, *args, **kwargs)
+        got["unwinder"] = real_unwinder(sampler, tracker, *args, **kwargs)
+        return got["unwinder"]
 
     def on_copy(self, unwind_copy):
         def keep(copy):
@@ -297,13 +343,12 @@ def unwind_passes(got: dict, pids: dict[int, str]) -> dict:
         cached = new_unwinder(SymbolCache(default_directory()))
         one_pass(new_unwinder(SymbolCache(default_directory())), subset)  # fill the disk cache
         cached_ns, _ = one_pass(cached, subset)
-        warm_ns, warm_same = one_pass(cached, subset)
-        unwinder = new_unwinder(None)
-        one_pass(unwinder, subset)
-        warm_ns2, _ = one_pass(unwinder, subset)
+        warm = [one_pass(cached, subset) for _ in range(WARM_PASSES)]
         n = len(subset)
         out[label] = {"n": n, "cold": cold_ns / n, "cold_cached": cached_ns / n,
-                      "warm": min(warm_ns, warm_ns2) / n, "same": min(same, warm_same),
+                      "warm": min(w[0] for w in warm) / n,
+                      "warm_median": statistics.median(w[0] for w in warm) / n,
+                      "same": min(same, *(w[1] for w in warm)),
                       "truncated": sum(1 for _c, f in subset if f and f[-1] == TRUNCATED),
                       "depth": statistics.mean(len(f) for _c, f in subset)}
     return out
@@ -353,6 +398,7 @@ def rss_run(pids: str, hz: str, seconds: float, every: float, env: dict,
     raw = tmp / f"rss{hz}.json"
     cmd = [*OURS, "-q", "-F", hz, "-p", pids, "--call-graph", "dwarf", "-d", str(seconds),
            "-o", str(raw)]
+    ran0 = _run_ns(pids)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
@@ -371,13 +417,16 @@ def rss_run(pids: str, hz: str, seconds: float, every: float, env: dict,
                 series.append((now - t0, kb))
             next_read += every
         time.sleep(0.05)
+    ran = (_run_ns(pids) - ran0) / 1e9
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read()
     if proc.returncode != 0:
         raise SystemExit(f"bench/unwind.py: failed ({proc.returncode}): {shlex.join(cmd)}\n{err}")
-    stats = json.loads(raw.read_text())["stats"]
+    profile = json.loads(raw.read_text())
+    stats = profile["stats"]
     return {"cmd": cmd, "peak_mb": usage.ru_maxrss / 1024, "series": series, "stats": stats,
-            "wall": time.monotonic() - t0}
+            "wall": time.monotonic() - t0, "ran": ran,
+            "stacks": len(profile.get("stacks", ())), "keys": len(profile.get("counts", ()))}
 
 
 # ---------------------------------------------------------------- the table
@@ -428,7 +477,9 @@ def main() -> int:
             for label, which, cpu in (("C (CPU 0)", ("C",), 0), ("python3 (CPU 0)", ("py",), 0),
                                       ("both (all CPUs)", ("C", "py"), None)):
                 costs[label] = median_cost(work, which, cpu, env, rounds, cost_s)
-                log(f"   {label}: {costs[label]['rounds']}")
+                log(f"   {label}: {costs[label]['rounds']} share {costs[label]['shares']}")
+            filtered = filter_cost(work, env, rounds, cost_s)
+            log(f"   filtered runs: {filtered}")
 
             log("2, 3. copies and unwinding")
             procs = work.start(("C", "py"))
@@ -453,6 +504,10 @@ def main() -> int:
             log("4. RSS and losses")
             procs = work.start(("C", "py"))
             try:
+                for hz in ("99", FREQ):  # compile and keep each program first
+                    subprocess.run([*OURS, "-q", "-F", hz, "-p", pids_of(procs), "--call-graph",
+                                    "dwarf", "-d", "0.3", "-o", "/dev/null", "--format", "folded"],
+                                   env=env, cwd=ROOT, check=True)
                 rss = {hz: rss_run(pids_of(procs), hz, rss_s, every, env, tmp) for hz in ("99", FREQ)}
             finally:
                 stop(procs)
@@ -471,9 +526,23 @@ def main() -> int:
       f"median of {rounds} x {cost_s} s)                 goal: dwarf <= 3000 ns")
     p(row("", "ours fp", "ours dwarf", "BCC profile", "dwarf/BCC"))
     for label, c in costs.items():
-        p(row(f"  {label}", f"{c['fp'][0]:.0f}", f"{c['dwarf'][0]:.0f}", f"{c['bcc'][0]:.0f}",
+        p(row(f"  {label}: ns/run", f"{c['fp'][0]:.0f}", f"{c['dwarf'][0]:.0f}", f"{c['bcc'][0]:.0f}",
               f"{c['dwarf/bcc']:.2f}"))
-        p(row("    program runs counted", c["fp"][1], c["dwarf"][1], c["bcc"][1]))
+        e = estimate(c, filtered)
+        p(row(f"    ns/workload sample, estimate", f"{e['fp']:.0f}", f"{e['dwarf']:.0f}",
+              f"{e['bcc']:.0f}"))
+        b = c["bound"]
+        p(row(f"    ns/workload sample, upper bound", f"{b['fp']:.0f}", f"{b['dwarf']:.0f}",
+              f"{b['bcc']:.0f}"))
+        p(row(f"    program runs counted", c["fp"][1], c["dwarf"][1], c["bcc"][1]))
+        p(row(f"    workload's share of the sampled CPUs", f"{100 * c['share']:.0f}%"))
+        p("      rounds (ns/run): " + "; ".join(
+            " ".join(f"{t} {r[t]:.0f}" for t in ("fp", "dwarf", "bcc")) for r in c["rounds"]))
+    p(row("  a sample of another process (filtered): ns/run", f"{filtered['fp']:.0f}",
+          f"{filtered['dwarf']:.0f}", f"{filtered['bcc']:.0f}"))
+    p("  (ns/run counts every run, also the samples of other processes that the programs only "
+      "filter out (this machine is shared);\n"
+      "   estimate: (ns/run - (1 - share) x filtered ns/run) / share; upper bound: ns/run / share)")
     p("")
     p("2. bytes per sample through the copy ring (dwarf, 16 KiB limit; "
       f"{len(lengths['all'])} copies of a {capture_s} s in-process recording)")
@@ -487,28 +556,39 @@ def main() -> int:
     p("")
     p("3. user-space unwinding per sample (the copies above, in-process; "
       "goal: warm no slower than perf script)")
-    p(row("", "samples", "cold", "cold+disk", "warm", "=live", "frames", "truncated"))
+    p(row("", "samples", "cold", "cold+disk", "warm", "warm med", "=live", "frames", "truncated",
+          width=11))
     for label, u in unwind.items():
         p(row(f"  ours CopyUnwinder, {label}", u["n"], us(u["cold"]), us(u["cold_cached"]),
-              us(u["warm"]), f"{u['same']}/{u['n']}", f"{u['depth']:.1f}", u["truncated"]))
+              us(u["warm"]), us(u["warm_median"]), f"{u['same']}/{u['n']}", f"{u['depth']:.1f}",
+              u["truncated"], width=11))
     n_live = len(got["copies"])
-    p(row("  ours, live during the recording", n_live, "", "", us(got["live_ns"] / max(n_live, 1))))
+    p(row("  ours, live during the recording", n_live, "", "", us(got["live_ns"] / max(n_live, 1)),
+          width=11))
+    stops = getattr(got.get("unwinder"), "stops", {})
+    p(f"  live walks ended by: {stops}")
     p(f"  perf record --call-graph dwarf -F {FREQ} -p C,python3 -- sleep {perf_s}: "
       f"{perf['samples']} samples ({perf['whole']} reach main/_start)")
     for label in ("perf script", "perf script --no-inline", "perf script -F ip"):
-        p(row(f"  {label} (wall/sample)", perf["samples"], "", "", us(perf[label])))
+        p(row(f"  {label} (wall/sample)", perf["samples"], "", "", us(perf[label]), width=11))
     w = unwind["all"]["warm"]
     p(f"  warm ours / perf script: {w / perf['perf script']:.3f}; "
       f"/ perf script --no-inline: {w / perf['perf script --no-inline']:.3f}; "
       f"/ perf script -F ip: {w / perf['perf script -F ip']:.3f}")
-    p("  (cold: fresh unwinder, no disk cache; cold+disk: fresh unwinder, CFI indexes from the "
-      "disk cache; =live: replay gave the live unwinder's frames; perf script also symbolizes)")
+    p("  (cold: fresh unwinder, no disk cache, one pass; cold+disk: fresh unwinder, CFI indexes "
+      f"from the disk cache;\n   warm: best (and median) of {WARM_PASSES} more passes, gc off; "
+      "=live: replay gave the live unwinder's frames;\n   live: inside the recording, gc on, "
+      "machine busy; perf script: best of 2, includes symbolizing)")
     p("")
     p(f"4. dwarf run of {rss_s:.0f} s on both processes (2 busy processes); "
       "goals: RSS flat, no ring loss at 999 Hz on 2 CPUs")
     p(row("", "99 Hz", f"{FREQ} Hz"))
     r99, r999 = rss["99"], rss[FREQ]
     p(row("  peak RSS MB (ru_maxrss, incl. writing)", f"{r99['peak_mb']:.0f}", f"{r999['peak_mb']:.0f}"))
+    p(row("  wall s (start to exit)", f"{r99['wall']:.1f}", f"{r999['wall']:.1f}"))
+    p(row("  workload CPU s meanwhile (both processes)", f"{r99['ran']:.1f}", f"{r999['ran']:.1f}"))
+    p(row("  samples per workload CPU s", f"{r99['stats'].get('samples', 0) / max(r99['ran'], 1e-9):.0f}",
+          f"{r999['stats'].get('samples', 0) / max(r999['ran'], 1e-9):.0f}"))
     times = sorted({round(t) for t, _ in r99["series"]} | {round(t) for t, _ in r999["series"]})
     by = {hz: {round(t): kb for t, kb in rss[hz]["series"]} for hz in rss}
     for t in times:
@@ -522,8 +602,10 @@ def main() -> int:
             rss[hz]["growth"] = f"{growth:+.1f} MB ({mid[0]:.0f}->{s[-1][0]:.0f} s)"
         else:
             rss[hz]["growth"] = "-"
-    p(row("  VmRSS growth, last third of the run", rss["99"]["growth"], rss[FREQ]["growth"],
+    p(row("  VmRSS growth, last two thirds of the run", rss["99"]["growth"], rss[FREQ]["growth"],
           width=24))
+    p(row("  distinct stacks in the raw profile", r99["stacks"], r999["stacks"]))
+    p(row("  count keys in the raw profile", r99["keys"], r999["keys"]))
     keys = ["samples", "lost_copy_ring_full", "user_copy_failed"] + sorted(
         k for k in r999["stats"] if k.startswith("lost") and k != "lost_copy_ring_full")
     for k in keys:

@@ -53,12 +53,12 @@ def _bounded(low: float, high: float):
 
 def _call_graph(text: str) -> tuple[opt.CallGraph, int]:
     """perf's spelling: fp, dwarf or dwarf,SIZE (bytes of stack per sample)."""
-    mode, _, size = text.partition(",")
+    mode, comma, size = text.partition(",")
     try:
         graph = opt.CallGraph(mode)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not fp, dwarf or dwarf,SIZE: {text!r}") from None
-    if not size:
+    if not comma:
         return graph, opt.DEFAULT_STACK_COPY
     if graph is not opt.CallGraph.DWARF:
         raise argparse.ArgumentTypeError(f"only dwarf takes a size: {text!r}")

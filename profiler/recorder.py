@@ -227,11 +227,13 @@ def _copy_unwinder(sampler, tracker):
     from profiler.unwind.frameless import return_address_offset
     from profiler.binary.cache import default_cache
     unwinder = CopyUnwinder(tracker.entries, tracker.files.path_for, tracker.files.vdso_image,
-                            max_depth=sampler.flags["MAX_DEPTH"], cache=default_cache())
+                            reread=tracker.snapshot, max_depth=sampler.flags["MAX_DEPTH"],
+                            cache=default_cache())
     if sampler.dwarf:
         sampler.on_copy(lambda c: unwinder.unwind(c.pid, c.ip, c.sp, c.fp, c.stack, c.lr))
     elif sampler.flags.get("WANT_USER"):
-        sampler.on_leaf_rule(lambda pid, pc: return_address_offset(unwinder.row_at(pid, pc)))
+        sampler.on_leaf_rule(lambda pid, pc: return_address_offset(unwinder.row_at(pid, pc),
+                                                                   unwinder.arch))
     return unwinder
 
 

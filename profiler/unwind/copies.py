@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import time
 from typing import Callable
 
 from profiler.binary import debuginfo, elf
@@ -26,7 +27,10 @@ from profiler.unwind import cfi, dwarf
 MapsOf = Callable[[int], "tuple[MapEntry, ...] | None"]
 PathFor = Callable[[MapEntry], "str | None"]
 VdsoOf = Callable[[int], "bytes | None"]
+Reread = Callable[[int], None]
+_REREAD_EVERY = 0.01  # s: a process's maps are read again at most this often
 _ROWS_PER_PROCESS = 1 << 16  # cached pcs; a process running more code starts over
+_PROCESSES = 512  # processes whose rows are cached; the oldest goes first
 
 
 class _ObjectCfi:
@@ -74,13 +78,16 @@ class _ProcessRows:
 
 class CopyUnwinder:
     def __init__(self, maps_of: MapsOf, path_for: PathFor, vdso_of: VdsoOf, *,
-                 arch: dwarf.Arch = dwarf.X86_64, max_depth: int = 127,
+                 reread: Reread | None = None,
+                 arch: dwarf.Arch | None = None, max_depth: int = 127,
                  debug_dirs: tuple[str, ...] = debuginfo.DEFAULT_DEBUG_DIRS,
                  cache: SymbolCache | None = None) -> None:
         self._maps_of = maps_of
         self._path_for = path_for
         self._vdso_of = vdso_of
-        self._arch = arch
+        self.arch = arch or dwarf.host_arch()
+        self._reread = reread
+        self._reread_at: dict[int, float] = {}
         self._max_depth = max_depth
         self._debug_dirs = debug_dirs
         self._cache = cache
@@ -94,7 +101,7 @@ class CopyUnwinder:
         """Leaf-first addresses of one sample's user stack; a stack cut by
         the end of the copy ends in TRUNCATED."""
         rows = self._rows_for(pid)
-        result = dwarf.unwind_stack(ip, sp, fp, stack, rows, arch=self._arch,
+        result = dwarf.unwind_stack(ip, sp, fp, stack, rows, arch=self.arch,
                                     max_depth=self._max_depth, lr=lr)
         self.stops[result.stop] = self.stops.get(result.stop, 0) + 1
         if result.truncated:
@@ -107,26 +114,50 @@ class CopyUnwinder:
         return self._rows_for(pid)(pc)
 
     def _rows_for(self, pid: int) -> Callable[[int], cfi.Row | None]:
-        entries = self._maps_of(pid) or ()
-        proc = self._processes.get(pid)
-        if proc is None or proc.entries is not entries:
-            proc = self._processes[pid] = _ProcessRows(entries)
-        rows = proc.rows
+        self._current(pid, self._maps_of(pid) or ())
 
         def row(pc: int) -> cfi.Row | None:
-            hit = rows.get(pc, rows)
-            if hit is not rows:
+            proc = self._processes[pid]
+            hit = proc.rows.get(pc, proc)
+            if hit is not proc:
                 return hit
-            if len(rows) >= _ROWS_PER_PROCESS:
-                rows.clear()
             entry = proc.entry_at(pc)
+            if entry is None and self._reread is not None and self._reread_due(pid):
+                self._reread(pid)
+                proc = self._current(pid, self._maps_of(pid) or ())
+                entry = proc.entry_at(pc)
             found = None
             if entry is not None:
                 obj = self._object(pid, entry)
                 found = obj.row_at(file_offset(AbsAddr(pc), entry.start, entry.offset))
-            rows[pc] = found
+            if len(proc.rows) >= _ROWS_PER_PROCESS:
+                proc.rows.clear()
+            proc.rows[pc] = found
             return found
         return row
+
+    def _current(self, pid: int, entries: tuple[MapEntry, ...]) -> _ProcessRows:
+        """The process's rows for these maps (cached rows are dropped when
+        its maps changed: a pc may now hold other code)."""
+        proc = self._processes.get(pid)
+        if proc is None or proc.entries is not entries:
+            self._processes.pop(pid, None)
+            if len(self._processes) >= _PROCESSES:
+                del self._processes[next(iter(self._processes))]
+            proc = self._processes[pid] = _ProcessRows(entries)
+        return proc
+
+    def _reread_due(self, pid: int) -> bool:
+        """A pc outside every mapping of the newest snapshot: the maps are
+        read again (at most once an interval). Just after exec, ld.so maps
+        the libraries while the first samples are taken, and a copy is
+        unwound some milliseconds after its sample; a garbage pc from a walk
+        gone wrong costs one read per interval."""
+        now = time.monotonic()
+        if now - self._reread_at.get(pid, -1.0) < _REREAD_EVERY:
+            return False
+        self._reread_at[pid] = now
+        return True
 
     def _object(self, pid: int, entry: MapEntry) -> _ObjectCfi:
         if entry.path == "[vdso]":

@@ -38,6 +38,12 @@ X86_64 = Arch("x86_64", ip=16, sp=7, fp=6, lr=None, word=8)
 AARCH64 = Arch("aarch64", ip=32, sp=31, fp=29, lr=30, word=8)
 
 
+def host_arch() -> Arch:
+    """The registers of this machine's user code (copies come from here)."""
+    import platform
+    return AARCH64 if platform.machine() in ("aarch64", "arm64") else X86_64
+
+
 class Unwound(NamedTuple):
     frames: tuple[int, ...]  # absolute pcs, leaf first; return addresses as they are
     truncated: bool  # the walk needed bytes past the end of the copy

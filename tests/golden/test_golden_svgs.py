@@ -29,9 +29,12 @@ DIFFERENTIAL = ["main;read 10 30", "main;write 40 20", "main;parse;lex 5 5", "ma
 
 def _check(name: str, svg: bytes, bless: bool) -> None:
     golden = HERE / f"{name}.svg"
-    if bless:
+    if bless:  # never a silent pass: a rewritten file is reported, to be reviewed
+        if golden.exists() and golden.read_bytes() == svg:
+            return
         golden.write_bytes(svg)
-        return
+        pytest.fail(f"--bless rewrote {golden.name}: review the diff (git diff {golden}) and "
+                    "run again without --bless", pytrace=False)
     assert golden.exists(), f"no golden file {golden.name}; run pytest tests/golden --bless"
     assert svg == golden.read_bytes(), f"{golden.name} differs; if intended, re-bless"
 

@@ -7,7 +7,9 @@ one already and both would be imported as `conftest`.)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -117,18 +119,100 @@ def wait_for_programs(present: bool, timeout: float = 30) -> bool:
     return False
 
 
+def _our_maps() -> dict[int, str]:
+    """Id -> name of the BPF maps now loaded that bear a name of ours."""
+    import re
+    source = open(os.path.join(REPO, "profiler", "bpf", "profile.bpf.c")).read()
+    names = {m.group(2) or m.group(1) for m in re.finditer(
+        r"^BPF_\w+\((?:\"\w+\",\s*[^,]+,\s*[^,]+,\s*(\w+)|(\w+))", source, re.M)}
+    names = {n[:15] for n in names if n}
+    done = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True)
+    return {m["id"]: m.get("name", "") for m in json.loads(done.stdout or "[]")
+            if m.get("name", "") in names} if done.returncode == 0 else {}
+
+
+def _command_cgroups() -> set[str]:
+    from profiler import cgroup
+    found = set()
+    for parent in cgroup._parents():
+        with contextlib.suppress(OSError):
+            found |= {str(parent / e.name) for e in os.scandir(parent)
+                      if e.name.startswith(cgroup.PREFIX)}
+    return found
+
+
+def _our_children() -> set[int]:
+    """Processes whose parent is this one: with PR_SET_CHILD_SUBREAPER, also
+    the orphans of the processes the test started (a command a profiler left)."""
+    kids = set()
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            kids |= {int(p) for p in open(f"/proc/self/task/{task}/children").read().split()}
+    return kids
+
+
+def _held_by_others(ids, key: str) -> set[int]:
+    """Of these BPF object ids (key: "prog_id" or "map_id"), those an fd of a
+    process outside this one's descendants holds: another run's, not ours."""
+    def ours(pid: int) -> bool:
+        for _ in range(64):
+            if pid == os.getpid():
+                return True
+            try:
+                pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                return False
+            if pid <= 1:
+                return False
+        return False
+    held = set()
+    for fdinfo in glob.glob("/proc/[0-9]*/fdinfo/*"):
+        with contextlib.suppress(OSError, ValueError):
+            for line in open(fdinfo):
+                if line.startswith(key + ":") and int(line.split()[1]) in ids:
+                    if not ours(int(fdinfo.split("/")[2])):
+                        held.add(int(line.split()[1]))
+    return held
+
+
 @pytest.fixture
 def no_leftovers():
-    """Fails the test if a program of ours that was not loaded before it is
-    still loaded afterwards (programs of another run going on meanwhile, say
-    a benchmark, do not count)."""
+    """Fails the test if it leaves behind BPF programs or maps of ours,
+    profiler-* cgroups, or processes (a command still running, an
+    unreaped one). Only what the test created counts: programs, maps and
+    cgroups present before it, or of a profiler still running (another run
+    going on meanwhile, say a benchmark), and processes that are not
+    descendants of this one do not."""
     require(shutil.which("bpftool") is not None, "needs bpftool")
+    import ctypes
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
+    from profiler.cgroup import owner_alive
     before = set(_our_programs())
+    maps_before = set(_our_maps())
+    cgroups_before = _command_cgroups()
+    children_before = _our_children()
     yield
     deadline = time.monotonic() + 5
     while True:
         left = {i: n for i, n in _our_programs().items() if i not in before}
-        if not left or time.monotonic() > deadline:
+        left_maps = {i: n for i, n in _our_maps().items() if i not in maps_before}
+        if not (left or left_maps) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
+    cgroups = {c for c in _command_cgroups() - cgroups_before
+               if not owner_alive(os.path.basename(c))}
+    orphans = {}
+    for pid in _our_children() - children_before:
+        with contextlib.suppress(OSError):
+            orphans[pid] = open(f"/proc/{pid}/stat").read().split(") ")[0] + ")"
+        with contextlib.suppress(OSError):  # running or a zombie: reap it, but count it
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    for i in _held_by_others(set(left), "prog_id"):
+        del left[i]
+    for i in _held_by_others(set(left_maps), "map_id"):
+        del left_maps[i]
     assert not left, f"BPF programs left loaded: {left}"
+    assert not left_maps, f"BPF maps left: {left_maps}"
+    assert not cgroups, f"cgroups left: {cgroups}"
+    assert not orphans, f"processes left running or unreaped: {orphans}"

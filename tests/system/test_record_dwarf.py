@@ -38,6 +38,9 @@ MIN_SAMPLES = 300
 # (__libc_start_main_impl, __clone3, ...) to one of them.
 ENTRY = re.compile(r"^(_start|_dl_start_user|__libc_start_main|__libc_start_call_main|"
                    r"(__)?clone3?|start_thread)$")
+# Where every unwinder stops because the CFI says so (return address
+# undefined): the first frame of a whole stack, root side.
+OUTERMOST = frozenset({"_start", "clone3", "clone"})
 BROKEN = re.compile(r"^\[(unknown|unmapped|truncated)\]")  # no object at all, or cut
 
 
@@ -120,7 +123,8 @@ def names(dwarf_workloads):
 @dataclasses.dataclass(frozen=True)
 class Shape:
     """What a whole stack of a workload looks like, root first: entry
-    frames only, then one of `anchors` (main, or the thread start), and each
+    frames only, from the outermost one (_start, clone3: perf's stacks all
+    begin there), then one of `anchors` (main, or the thread start), and each
     of the program's own functions right below the one that calls it
     (`parents`), nothing unnamed down to the deepest own frame (`through`
     when given). Below it, library code (libstdc++'s and libgcc_s's
@@ -136,6 +140,8 @@ class Shape:
         seq = [names(f) for f in raw]
         anchor = next((i for i, n in enumerate(seq) if n in self.anchors), None)
         if anchor is None or not all(ENTRY.match(n) for n in seq[:anchor]):
+            return False
+        if seq[0] not in OUTERMOST:
             return False
         for i, n in enumerate(seq):
             if n in self.parents and (i == 0 or seq[i - 1] != self.parents[n]):
@@ -332,6 +338,26 @@ def test_signal_handler_samples_show_the_interrupted_code_below(bpf_ready, dwarf
                                         if not through(f)][:5])
     # And outside the handler, the interrupted code alone, whole.
     assert share_whole(ours.stacks, shape, names) >= 0.95, worst(ours.stacks, shape, names)
+
+
+@pytest.mark.parametrize("name", ["omit_chain", "threads_exc", "rust_chain", "py_loop",
+                                  "sig_handler"])
+def test_no_stack_is_cut_silently(bpf_ready, dwarf_workloads, rec_dir, names, name):
+    """A dwarf-mode stack either reaches the outermost frame (_start,
+    clone3; the dynamic loader's own entry while it runs) or says where it
+    was cut ([truncated], counted in the summary). A handful of samples may
+    have no user stack at all (taken during execve; counted too)."""
+    w = need(dwarf_workloads, name)
+    ours = record_ours(w, rec_dir)
+    cut = collections.Counter()
+    for frames, n in ours.stacks.items():
+        root = names(frames[0])
+        if root in OUTERMOST or frames[0] == "[truncated]" or \
+                frames[0].startswith("ld-linux") or len(frames) == 1:
+            continue
+        cut[";".join(frames)] += n
+    print(f"{name}: {sum(cut.values())}/{ours.total} samples cut short without a mark")
+    assert sum(cut.values()) <= 0.005 * ours.total, (cut.most_common(5), ours.stderr)
 
 
 # ------------------------------------------------------------------ demo

@@ -16,6 +16,8 @@ from typing import Callable
 
 import pytest
 
+from conftest import require
+
 SRC = Path(__file__).with_name("symbolize_shapes")
 # -fno-inline: addr2line without -i names the innermost inlined function, the
 # symbol table the enclosing one; -fno-ipa-icf: identical functions folded into
@@ -41,8 +43,7 @@ CPP_FUNCS = {"outer::inner::twice(int)", "outer::inner::twice(double)",
 
 def need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip("needs " + ", ".join(missing))
+    require(not missing, "needs " + ", ".join(missing))
 
 
 def _run(cmd, cwd=None) -> str:

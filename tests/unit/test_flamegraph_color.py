@@ -3,6 +3,8 @@ import shutil
 import subprocess
 
 import pytest
+
+from conftest import require
 from hypothesis import given, settings, strategies as st
 
 from flamegraph.color import (Colorer, differential_fill, frame_fill, name_value, namehash,
@@ -20,10 +22,10 @@ def perl_rand_after_srand(seeds):
     return [float(x) for x in out.split()]
 
 
-@pytest.mark.skipif(PERL is None, reason="perl is not installed")
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=2**32 - 1), min_size=1, max_size=50))
 def test_drand48_equals_perls(seeds):
+    require(PERL is not None, "perl is not installed")
     assert [perl_seeded_rand(s) for s in seeds] == perl_rand_after_srand(seeds)
 
 

@@ -128,7 +128,7 @@ def _mutate(doc, path, action, junk, size):
         parent[key] = [parent[key]] * size
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations=st.lists(st.tuples(st.sampled_from(_ALL_PATHS),
                                     st.sampled_from(["replace", "delete", "grow", "deep", "wrap"]),
                                     _junk, st.integers(0, 300)), min_size=1, max_size=4))

@@ -4,6 +4,8 @@ import subprocess
 
 import pytest
 
+from conftest import require
+
 from profiler.maps import MapEntry
 from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.binary.addresses import elf_vaddr, file_offset
@@ -24,8 +26,8 @@ def nm(path):
 
 @pytest.fixture(scope="module", params=["-pie", "-no-pie"])
 def binary(request, tmp_path_factory):
-    if shutil.which("gcc") is None or shutil.which("nm") is None:
-        pytest.skip("needs gcc and nm")
+    require(shutil.which("gcc") is not None and shutil.which("nm") is not None,
+            "needs gcc and nm")
     d = tmp_path_factory.mktemp("elf")
     (d / "t.c").write_text(SRC)
     exe = d / "t"

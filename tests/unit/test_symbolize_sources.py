@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from conftest import require
+
 from profiler.maps import MapEntry, parse_maps
 from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.binary import cache as cachemod
@@ -103,8 +105,7 @@ def test_table_bytes_round_trip_and_reject_damage():
 
 @pytest.fixture(scope="module")
 def small_binary(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
+    require(shutil.which("gcc") is not None, "needs gcc")
     d = tmp_path_factory.mktemp("cache")
     (d / "t.c").write_text("__attribute__((noinline)) int work(int x){return x*7;}\n"
                            "int main(int c,char**v){return work(c);}\n")
@@ -322,8 +323,8 @@ def test_raw_profile_keeps_jit_entries():
 def test_a_cut_down_symtab_still_reaches_dynsym(tmp_path):
     """.dynsym is read only when .symtab may lack some of it: a .symtab with
     fewer entries than .dynsym (objcopy --strip-all --keep-symbol)."""
-    if shutil.which("gcc") is None or shutil.which("objcopy") is None:
-        pytest.skip("needs gcc and objcopy")
+    require(shutil.which("gcc") is not None and shutil.which("objcopy") is not None,
+            "needs gcc and objcopy")
     (tmp_path / "lib.c").write_text(
         "__attribute__((noinline)) static int hidden_helper(int x) { return x * 5 + 1; }\n"
         "int exported_one(int x) { return hidden_helper(x) + 2; }\n")
@@ -351,8 +352,8 @@ STRIPPED_SRC = ("__attribute__((noinline)) static int alpha(int x) { return x * 
 def stripped_with_link(tmp_path):
     """A stripped binary whose .gnu_debuglink names a.debug in its directory;
     returns (binary, alpha's file offset, where a.debug goes)."""
-    if shutil.which("gcc") is None or shutil.which("objcopy") is None:
-        pytest.skip("needs gcc and objcopy")
+    require(shutil.which("gcc") is not None and shutil.which("objcopy") is not None,
+            "needs gcc and objcopy")
     (tmp_path / "t.c").write_text(STRIPPED_SRC)
     full = tmp_path / "full"
     subprocess.run(["gcc", "-O1", "-Wl,--build-id=none", "-o", str(full), str(tmp_path / "t.c")],
@@ -395,8 +396,7 @@ def test_debuglink_file_as_fifo_or_device_never_hangs(stripped_with_link):
 def test_symbol_sizes_past_the_address_space_do_not_stop_anything(tmp_path):
     """A symbol entry rewritten to end past 2**64 (st_value near the top,
     a large st_size): the file loads, and its other symbols still name."""
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
+    require(shutil.which("gcc") is not None, "needs gcc")
     (tmp_path / "t.c").write_text(STRIPPED_SRC.replace("static ", ""))
     exe = tmp_path / "t"
     subprocess.run(["gcc", "-O1", "-o", str(exe), str(tmp_path / "t.c")], check=True)

@@ -1,0 +1,103 @@
+"""--call-graph: its spelling, its defaults, the frameless-leaf judgement and
+the fp-mode advice, with inline data (the recordings are in tests/system)."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from profiler import cli
+from profiler.options import CallGraph, RecordOptions, Target, TargetKind
+from profiler.output import early_ends
+from profiler.symbolize.symbolizer import SymbolizedSample
+from profiler.unwind import cfi
+from profiler.unwind.frameless import return_address_offset
+from profiler.unwind.stacks import StackSample
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("fp", (CallGraph.FP, 16384)),
+    ("dwarf", (CallGraph.DWARF, 16384)),
+    ("dwarf,8192", (CallGraph.DWARF, 8192)),
+    ("dwarf,0x2000", (CallGraph.DWARF, 8192)),
+    ("dwarf,100", (CallGraph.DWARF, 104)),  # whole words, as perf rounds it
+    ("dwarf,65528", (CallGraph.DWARF, 65528)),
+])
+def test_call_graph_spelling(text, expected):
+    assert cli._call_graph(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lbr", "fp,4096", "dwarf,", "dwarf,x", "dwarf,0",
+                                  "dwarf,65536", "dwarf,-8", ""])
+def test_call_graph_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli._call_graph(text)
+
+
+def test_call_graph_bad_spelling_is_one_message(capsys):
+    assert cli.main(["record", "--call-graph", "lbr", "-d", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not fp, dwarf or dwarf,SIZE" in err and "Traceback" not in err
+
+
+def test_defaults_dwarf_for_processes_fp_for_the_system():
+    assert RecordOptions().call_graph_used is CallGraph.FP
+    for kind, ids, command in ((TargetKind.PIDS, (1,), ()), (TargetKind.TIDS, (1,), ()),
+                               (TargetKind.COMMAND, (), ("true",))):
+        options = RecordOptions(target=Target(kind=kind, ids=ids, command=command))
+        assert options.call_graph_used is CallGraph.DWARF
+    forced = RecordOptions(target=Target(kind=TargetKind.PIDS, ids=(1,)),
+                           call_graph=CallGraph.FP)
+    assert forced.call_graph_used is CallGraph.FP
+    ns = cli.build_parser().parse_args(["record", "-p", "1", "--call-graph", "dwarf,4096"])
+    options = cli.record_options(ns, ())
+    assert (options.call_graph, options.stack_copy) == (CallGraph.DWARF, 4096)
+
+
+def _row(cfa_reg, cfa_offset, ra_offset=-8, fp_rule=None, expr=b"", signal=False):
+    regs = [(16, cfi.Rule(cfi.OFFSET, ra_offset))]
+    if fp_rule is not None:
+        regs.insert(0, (6, fp_rule))
+    return cfi.Row(cfa_reg, cfa_offset, expr, tuple(regs), 16, signal)
+
+
+def test_frameless_leaf_return_address_from_its_row():
+    # Entry of any function, or a leaf that never pushes: RA at [sp].
+    assert return_address_offset(_row(7, 8)) == 0 + 1
+    # After `push rbp` (prologue) or `push rbx` in a frameless leaf: [sp+8].
+    assert return_address_offset(_row(7, 16, fp_rule=cfi.Rule(cfi.OFFSET, -16))) == 8 + 1
+    # Frame set up (CFA on rbp): nothing may be added.
+    assert return_address_offset(_row(6, 16, fp_rule=cfi.Rule(cfi.OFFSET, -16))) == 0
+    # No CFI, an expression CFA (PLT), or a signal trampoline: nothing said.
+    assert return_address_offset(None) == 0
+    assert return_address_offset(_row(-1, 0, expr=b"\x77\x08")) == 0
+    assert return_address_offset(_row(7, 8, signal=True)) == 0
+    # A return address rule that is not "saved at CFA+k": nothing said.
+    odd = cfi.Row(7, 8, b"", ((16, cfi.Rule(cfi.SAME)),), 16, False)
+    assert return_address_offset(odd) == 0
+
+
+def _sample(pid, user, count):
+    return StackSample(pid=pid, tid=0, comm="x", user=user, kernel=(), count=count)
+
+
+def _named(names, count):
+    return SymbolizedSample(1, 0, "x", names, (), count)
+
+
+def test_early_ends_names_where_stacks_ended():
+    modules = {0x10: "libc.so.6", 0x20: "python3.11", 0x30: "app", 0x99: "[unmapped]"}
+    samples = [_sample(1, (0x10, 0x30), 41), _sample(1, (0x99, 0x20, 0x30), 55),
+               _sample(1, (0x30,), 4), _sample(1, (0x30, 0x30), 900)]
+    named = [_named(("qsort", "main"), 41), _named(("[unmapped]+0x99", "eval", "main"), 55),
+             _named(("leaf",), 4), _named(("_start", "main"), 900)]
+    notes = early_ends(samples, named, lambda pid, a: modules[a])
+    assert notes == ("10% of user stacks end before reaching their entry frame (ended in "
+                     "python3.11 55%, libc.so.6 41%, app 4%): code there has no frame "
+                     "pointers; --call-graph dwarf unwinds through it",)
+
+
+def test_early_ends_quiet_at_five_percent_or_less():
+    samples = [_sample(1, (0x10,), 5), _sample(1, (0x30,), 95)]
+    named = [_named(("qsort",), 5), _named(("__libc_start_call_main",), 95)]
+    assert early_ends(samples, named, lambda pid, a: "libc.so.6") == ()
