@@ -162,8 +162,8 @@ def extract(profile_path: pathlib.Path, pids: set[int]) -> dict:
     """The lookups both tools can make: kernel frames of every sample, user
     frames of the workloads (alive and stopped until the end, so BCC's
     /proc/PID/maps is the one recorded)."""
-    from profiler.maps import find_entry
-    from profiler.model import RawProfile
+    from profiler.model.maps import find_entry
+    from profiler.model.raw import RawProfile
     from profiler.unwind.stacks import unwind
 
     profile = RawProfile.from_json(profile_path.read_text())
@@ -223,7 +223,7 @@ def worker(job_path: str) -> int:
                 out["names_user"], out["names_kernel"] = u, k
     else:
         t = time.perf_counter()
-        from profiler.model import RawProfile
+        from profiler.model.raw import RawProfile
         from profiler.symbolize.symbolizer import Symbolizer
         from profiler.unwind.stacks import unwind
         out["import_ms"] = 1e3 * (time.perf_counter() - t)

@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from record import BCC_PROFILE, OURS, perf_event_progs  # noqa: E402  (bench/record.py)
 from profiler.kheaders import kernel_source, plan_headers  # noqa: E402
-from profiler.model import TRUNCATED  # noqa: E402
+from profiler.model.raw import TRUNCATED  # noqa: E402
 
 WORKLOADS = ROOT / "bench" / "workloads"
 FREQ = "999"

@@ -75,7 +75,8 @@ def _call_graph(text: str) -> tuple[opt.CallGraph, int]:
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file; the extension picks the format (.svg, .folded/.txt, "
-                        ".json = raw profile); '-' = folded stacks on stdout "
+                        ".json = raw profile, .pb.gz/.pb = pprof, .speedscope.json = "
+                        "speedscope); '-' = folded stacks on stdout "
                         f"(default {opt.DEFAULT_OUTPUT})")
     p.add_argument("--format", choices=[f.value for f in opt.OutputFormat],
                    help="output format, overriding the extension")
@@ -143,8 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_args(rec)
     _add_render_args(rec)
 
-    rep = sub.add_parser("report", help="turn a saved raw profile (.json) into folded or SVG")
-    rep.add_argument("raw", metavar="RAW.json")
+    rep = sub.add_parser("report", help="turn a saved profile (raw .json, pprof, speedscope, "
+                                        "folded) into SVG, folded, pprof or speedscope")
+    rep.add_argument("input", metavar="PROFILE",
+                     help="a raw profile (record -o x.json), pprof (.pb.gz or .pb, from any "
+                          "producer), speedscope JSON or folded stacks")
+    rep.add_argument("--sample-index", type=_sample_index, metavar="N|NAME",
+                     help="which sample type of a pprof file to count (default: its default "
+                          "type, else the last, as go tool pprof does)")
     _add_output_args(rep)
     _add_render_args(rep)
 
@@ -199,7 +206,8 @@ def output_options(ns: argparse.Namespace) -> opt.OutputOptions:
         fmt = opt.format_for_path(path)
         if fmt is None:
             raise UsageError(f"cannot tell the output format of {path!r} from its extension",
-                             "use .svg, .folded, .txt or .json, or give --format")
+                             "use .svg, .folded, .txt, .json, .pb.gz or .speedscope.json, or "
+                             "give --format")
     defaults = opt.SymbolizeOptions()
     symbolize = opt.SymbolizeOptions(
         demangle=not ns.no_demangle,
@@ -258,7 +266,7 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
         raise
     finally:
         recording.close()
-    _warn([*recording.files.warnings, *(folded.warnings if folded else ())])
+    _warn([*recording.files.warnings, *(folded.meta.warnings if folded else ())])
     if not ns.quiet:
         _summary(recording.profile, out, folded)
     return 0
@@ -308,52 +316,34 @@ def _rescue(profile, path: str, err: BaseException, places: tuple[str, ...]) -> 
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from profiler.model import RawProfile
+    from profiler.export.inputs import read_input
     out = output_options(ns)
     render = _render_factory(ns) if out.format is opt.OutputFormat.SVG else None
-    profile = RawProfile.from_json(_read_raw(ns.raw))
-    if out.grouping is opt.Grouping.THREAD and not profile.info.per_thread:
-        raise UsageError(f"{ns.raw} was recorded without --per-thread: it has no thread ids",
+    given = read_input(ns.input, sample_type=ns.sample_index)
+    raw = given.raw
+    if out.grouping is opt.Grouping.THREAD and not (raw.info.per_thread if raw else
+                                                    any(s.tid for s in given.profile.samples)):
+        raise UsageError(f"{ns.input} was recorded without --per-thread: it has no thread ids",
                          "use --per-pid, or record again with --per-thread")
-    folded = _write(profile, out, render, None)
-    _warn(folded.warnings if folded else ())
+    if raw is None and out.format is opt.OutputFormat.RAW:
+        raise UsageError(f"{ns.input} is a {given.kind} file: only a recording of this profiler "
+                         "can be written as a raw profile", "choose another output format")
+    written = _write(raw, out, render, None, given.profile)
+    _warn(written.meta.warnings if written else ())
     if not ns.quiet:
-        _summary(profile, out, folded)
+        _summary(raw, out, written)
     return 0
 
 
-_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz",
-               b"BZh": "bzip2"}
+def _sample_index(text: str) -> str | int:
+    """--sample-index: a sample type's number or its name (pprof's -sample_index)."""
+    return int(text) if text.isdigit() else text
 
 
-def _read_raw(path: str) -> str:
-    """The text of a saved raw profile: at most MAX_RAW_BYTES, UTF-8; one
-    OutputError for anything else (a directory, a compressed or binary file)."""
-    from profiler.model import MAX_RAW_BYTES
-    hint = "give a raw profile written by 'profiler record -o FILE.json'"
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_RAW_BYTES + 1)
-    except OSError as err:
-        raise OutputError(f"cannot read {path}: {err.strerror or err}", hint) from None
-    if len(data) > MAX_RAW_BYTES:
-        raise OutputError(f"{path} is larger than {MAX_RAW_BYTES >> 20} MB: not a raw profile "
-                          "this profiler wrote", hint)
-    for magic, kind in _COMPRESSED.items():
-        if data.startswith(magic):
-            raise OutputError(f"{path} is {kind}-compressed, not a raw profile",
-                              f"decompress it first, or {hint[0].lower()}{hint[1:]}")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise OutputError(f"{path} is not a raw profile (binary data at byte {err.start})",
-                          hint) from None
-
-
-def _write(profile, out, render, path_for):
+def _write(raw, out, render, path_for, profile=None):
     from profiler.output import write_output
-    return write_output(profile, out.path, out.format, out.grouping, render, path_for,
-                        out.symbolize)
+    return write_output(raw, out.path, out.format, out.grouping, render, path_for,
+                        out.symbolize, profile=profile)
 
 
 def _warn(warnings) -> None:
@@ -362,28 +352,34 @@ def _warn(warnings) -> None:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
 
 
-def _summary(profile, out, folded) -> None:
-    info = profile.info
+def _summary(raw, out, written) -> None:
+    """The end of a run (or report): losses and notes, as the profile's
+    metadata has them (from the raw profile when it was written raw)."""
     where = "stdout" if out.path == "-" else out.path
-    if folded is not None:
-        print(f"{PROG}: {folded.losses.describe()}", file=sys.stderr)
-        for note in folded.notes:
-            print(f"{PROG}: {note}", file=sys.stderr)
-        if not folded.lines:
+    if written is not None:
+        for line in written.meta.summary:
+            print(f"{PROG}: {line}", file=sys.stderr)
+        if written.meta.empty and raw is not None:
+            info = raw.info
             hint = "" if info.stopped_by.startswith("signal") else \
                 " (an idle target? try a higher -F or a longer -d)"
             print(f"{PROG}: no samples were recorded in {info.duration:.1f} s{hint}",
                   file=sys.stderr)
-        if folded.unresolved_frames:
-            print(f"{PROG}: {folded.unresolved_frames} distinct frames could not be named "
-                  "(shown as module+0xOFFSET)", file=sys.stderr)
+        if written.meta.unresolved_frames:
+            print(f"{PROG}: {written.meta.unresolved_frames} distinct frames could not be "
+                  "named (shown as module+0xOFFSET)", file=sys.stderr)
     else:
-        from profiler.output import losses_of, notes_of
+        from profiler.symbolize.summary import losses_of, notes_of
         from profiler.unwind.stacks import unwind
-        summary = unwind(profile)[1]
-        print(f"{PROG}: {losses_of(profile, summary).describe()}", file=sys.stderr)
-        for note in notes_of(profile, summary.truncated, summary.copy_truncated):
+        summary = unwind(raw)[1]
+        print(f"{PROG}: {losses_of(raw, summary).describe()}", file=sys.stderr)
+        for note in notes_of(raw, summary.truncated, summary.copy_truncated):
             print(f"{PROG}: {note}", file=sys.stderr)
+    if raw is None:
+        print(f"{PROG}: wrote {where}", file=sys.stderr)
+        return
+    profile = raw
+    info = raw.info
     command = info.describe_command_end()
     if command is not None:
         print(f"{PROG}: command {command}", file=sys.stderr)

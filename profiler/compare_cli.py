@@ -31,7 +31,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     d = CompareOptions()
     p = subparsers.add_parser(
         "compare", help="compare two profiles; gate a build on regressions",
-        description="Compare two profiles (folded or raw JSON) function by function. "
+        description="Compare two profiles (folded, raw JSON, pprof or speedscope) function "
+                    "by function. "
                     "Exit 0 pass, 1 a significant regression beyond --fail-on, 2 bad input.")
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("current", metavar="CURRENT")
@@ -50,6 +51,10 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                    help="ignore functions with fewer samples than this in both profiles")
     p.add_argument("--top", type=int, default=d.top, metavar="N",
                    help=f"rows per table in the Markdown summary (default {d.top})")
+    p.add_argument("--sample-index", metavar="N|NAME",
+                   type=lambda t: int(t) if t.isdigit() else t,
+                   help="which sample type of a pprof file to count (default: its default "
+                        "type, else the last, as go tool pprof does)")
     p.add_argument("--negate", action="store_true",
                    help="draw the baseline's shape (colors still: red = grew)")
     p.set_defaults(run=run_compare)
@@ -66,19 +71,20 @@ def options_from_args(ns: argparse.Namespace) -> CompareOptions:
                           min_samples=ns.min_samples, top=ns.top)
 
 
-def read_profile(path: str, strip_hex: bool) -> Profile:
+def read_profile(path: str, strip_hex: bool, sample_type: str | int | None = None) -> Profile:
+    """Any profile `report` reads (raw, pprof, speedscope, folded), as
+    folded stacks; folded text is read as flamegraph.pl reads it."""
+    from profiler.errors import OutputError
+    from profiler.export import inputs
     try:
-        data = pathlib.Path(path).read_bytes()
-    except IsADirectoryError:
-        raise CompareInputError(f"{path} is a directory, not a profile") from None
-    except OSError as e:
-        raise CompareInputError(f"cannot read {path}: {e.strerror}",
-                                "give a folded file (profiler record -o x.folded) "
-                                "or a raw profile (-o x.json)") from None
-    if data.lstrip()[:1] == b"{":
-        lines = raw_profile_lines(path, data)
-    else:
-        lines = decode_lines(data)
+        data = inputs.read_bytes(path)
+        kind = inputs.kind_of(data)
+        if kind in ("folded", "binary"):  # read as flamegraph.pl reads any text
+            lines = list(decode_lines(data))
+        else:
+            lines = profile_lines(inputs.read_input(path, sample_type=sample_type))
+    except OutputError as err:
+        raise CompareInputError(err.message, err.remedy) from None
     profile = load_profile(pathlib.Path(path).name, lines, strip_hex)
     if not profile.total > 0:
         raise CompareInputError(f"{path} holds no valid folded line with samples",
@@ -86,16 +92,18 @@ def read_profile(path: str, strip_hex: bool) -> Profile:
     return profile
 
 
-def raw_profile_lines(path: str, data: bytes) -> list[str]:
-    """A raw profile (JSON) symbolized and folded as `profiler report` does."""
-    from profiler.report import folded_lines_from_raw  # the recorder's pipeline
-    return folded_lines_from_raw(path, data)
+def profile_lines(given) -> list[str]:
+    """A recording symbolized and folded as `profiler report` does; another
+    tool's profile folded with its chosen sample type."""
+    from profiler.export.folded import fold
+    from profiler.symbolize.build import build_profile
+    return fold(build_profile(given.raw) if given.raw is not None else given.profile)
 
 
 def run_compare(ns: argparse.Namespace) -> int:
     options = options_from_args(ns)
-    baseline = read_profile(ns.baseline, options.strip_hex)
-    current = read_profile(ns.current, options.strip_hex)
+    baseline = read_profile(ns.baseline, options.strip_hex, ns.sample_index)
+    current = read_profile(ns.current, options.strip_hex, ns.sample_index)
     result = compare(baseline, current, options)
     if ns.output:
         write_atomically(ns.output, differential_svg(result, ns.negate))

@@ -55,7 +55,7 @@ def main() -> int:
                                   path_for=recording.files.path_for)
         finally:
             recording.close()
-    print(f"demo: {folded.losses.describe()}", file=sys.stderr)
+    print(f"demo: {folded.meta.summary[0]}", file=sys.stderr)
     print(out)
     return 0
 

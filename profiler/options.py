@@ -40,6 +40,8 @@ class OutputFormat(enum.Enum):
     SVG = "svg"
     FOLDED = "folded"
     RAW = "raw"  # the RawProfile as JSON
+    PPROF = "pprof"  # google/pprof's profile.proto, gzipped
+    SPEEDSCOPE = "speedscope"  # speedscope's JSON file format
 
 
 DEFAULT_FREQUENCY = 99
@@ -130,13 +132,5 @@ class OutputOptions:
 
 def format_for_path(path: str) -> OutputFormat | None:
     """The output format named by a file name's extension, None if unknown."""
-    if path == "-":
-        return OutputFormat.FOLDED
-    lower = path.lower()
-    if lower.endswith(".svg"):
-        return OutputFormat.SVG
-    if lower.endswith((".folded", ".txt")):
-        return OutputFormat.FOLDED
-    if lower.endswith(".json"):
-        return OutputFormat.RAW
-    return None
+    from profiler.export import format_for_path as lookup
+    return lookup(path)

@@ -1,189 +1,47 @@
-"""Raw profile -> folded lines, loss summary, title; and writing the output."""
+"""Writing a profile: through the format registry (profiler/export/),
+atomically, and with the recording rescued when the output cannot be
+written."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import inspect
 import os
 import stat
 import sys
 import tempfile
-from typing import Callable
 
-from profiler.errors import OutputError
-from profiler.model import RawProfile
+from profiler.errors import OutputError, UsageError
+from profiler.export import format_of
+from profiler.model.profile import Profile
+from profiler.model.raw import RawProfile
 from profiler.options import Grouping, OutputFormat, SymbolizeOptions
-from profiler.symbolize.symbolizer import PathFor, Symbolizer
-from profiler.fold import fold
-from profiler.unwind.stacks import UnwindSummary, unwind
-
-RenderOptionsFactory = Callable[[str, str], object]  # (title, subtitle) -> flamegraph Options
+from profiler.symbolize.build import build_profile
+from profiler.symbolize.symbolizer import PathFor
 
 
-@dataclasses.dataclass(frozen=True)
-class Losses:
-    samples: int  # samples taken (after the target filter)
-    by_reason: dict[str, int]  # samples lost or missing a side, by reason
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_reason.values())
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.total / self.samples if self.samples else 0.0
-
-    def describe(self) -> str:
-        text = f"{self.samples} samples, {self.total} lost ({self.percent:.2f}%)"
-        details = [f"{n} {reason}" for reason, n in self.by_reason.items() if n]
-        return text + (": " + ", ".join(details) if details else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class Folded:
-    lines: list[str]
-    losses: Losses
-    unresolved_frames: int
-    truncated: int
-    warnings: tuple[str, ...] = ()  # whole-run symbolizing problems, one line each
-    notes: tuple[str, ...] = ()  # samples kept but incomplete, and the like
-
-
-def notes_of(profile: RawProfile, truncated: int, copy_truncated: int = 0) -> tuple[str, ...]:
-    """What is kept but incomplete: told once at the end and in the subtitle."""
-    notes = []
-    if truncated:
-        notes.append(f"{truncated} samples with stacks cut at {profile.info.max_depth} "
-                     "frames (their root frames are missing)")
-    if copy_truncated:
-        notes.append(f"{copy_truncated} samples with user stacks deeper than the "
-                     f"{profile.info.stack_copy} bytes copied (they end in [truncated]; "
-                     "--call-graph dwarf,SIZE copies more)")
-    failed = profile.stats.get("user_copy_failed", 0)
-    if failed:
-        notes.append(f"{failed} samples whose user stack could not be read (only their "
-                     "sampled function is shown)")
-    lost = profile.stats.get("process_notices_lost", 0)
-    if lost:
-        notes.append(f"{lost} new-process notices lost (those processes' first memory "
-                     "maps may be missing)")
-    return tuple(notes)
-
-
-def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Losses:
-    """Every sample lost or missing a side, by reason (in-kernel counters plus
-    what unwinding finds), against the samples taken."""
-    if summary is None:
-        summary = unwind(profile)[1]
-    st = profile.stats
-    dropped_stack = st.get("lost_stack_store_full", 0)
-    dropped_counts = st.get("lost_counts_map_full", 0)
-    taken = st.get("samples", 0)
-    dropped_copies = st.get("lost_copy_ring_full", 0)
-    unaccounted = max(0, taken - dropped_stack - dropped_counts - dropped_copies
-                      - profile.total_counted)
-    return Losses(taken, {
-        "dropped (stack store full)": dropped_stack,
-        "dropped (counts map full)": dropped_counts,
-        "dropped (stack copy ring full)": st.get("lost_copy_ring_full", 0),
-        "without user stack": summary.no_user_stack,
-        "without kernel stack (walk error)": st.get("kernel_walk_errors", 0),
-        "stack missing from the store": summary.missing_stack,
-        "unaccounted": unaccounted,
-    })
-
-
-def fold_profile(profile: RawProfile, grouping: Grouping, path_for: PathFor | None = None,
-                 symbolize: SymbolizeOptions = SymbolizeOptions()) -> Folded:
-    """`path_for`: the files the recorder kept open (None for a saved
-    profile, whose files are found by the paths the memory maps named)."""
-    samples, summary = unwind(profile)
-    symbolizer = Symbolizer(profile, path_for, options=symbolize)
-    named = symbolizer.symbolize(samples)
-    lines = fold(named, grouping)
-    notes = notes_of(profile, summary.truncated, summary.copy_truncated)
-    if profile.info.call_graph == "fp":
-        notes += early_ends(samples, named, symbolizer.module_of)
-    return Folded(lines, losses_of(profile, summary), symbolizer.unresolved, summary.truncated,
-                  tuple(symbolizer.warnings), notes)
-
-
-# Where whole user stacks begin: program and thread entry points (C runtime,
-# glibc, musl, Go, the dynamic loader). `main` is not one: a frame-pointer
-# walk that stops there has lost __libc_start_call_main.
-ENTRY_FRAMES = frozenset({
-    "_start", "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main",
-    "start_thread", "clone", "clone3", "__clone", "__clone3", "__clone_internal",
-    "thread_start", "__thread_start", "_dl_start", "_dl_start_user", "_dl_start_final",
-    "runtime.goexit", "runtime.goexit.abi0", "runtime.rt0_go", "runtime.rt0_go.abi0",
-    "runtime.mstart", "runtime.mstart.abi0"})
-EARLY_END_SHARE = 0.05
-
-
-def early_ends(samples, named, module_of) -> tuple[str, ...]:
-    """fp mode: when more than 5% of user stacks end before an entry frame,
-    one note naming the objects they ended in (frame pointers stop at code
-    built without them) and the remedy."""
-    total = early = 0
-    where: dict[str, int] = {}
-    for sample, names in zip(samples, named):
-        if not sample.user:
-            continue
-        total += sample.count
-        if names.user[0] in ENTRY_FRAMES:
-            continue
-        early += sample.count
-        # The outermost frame in a real object: a walk that left the rails
-        # ends in garbage addresses, which name no object.
-        modules = (module_of(sample.pid, a) for a in sample.user)
-        module = next((m for m in modules if m not in ("[unmapped]", "[no maps]")), "[unmapped]")
-        where[module] = where.get(module, 0) + sample.count
-    if not total or early <= EARLY_END_SHARE * total:
-        return ()
-    ranked = sorted(where.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    objects = ", ".join(f"{m} {100 * n / early:.0f}%" for m, n in ranked)
-    return (f"{100 * early / total:.0f}% of user stacks end before reaching their entry "
-            f"frame (ended in {objects}): code there has no frame pointers; "
-            "--call-graph dwarf unwinds through it",)
-
-
-def title_for(profile: RawProfile) -> str:
-    info = profile.info
-    return (f"{info.target}: {info.event} at {info.describe_rate()}, "
-            f"{info.duration:.1f} s")
-
-
-def subtitle_for(profile: RawProfile, folded: Folded) -> str:
-    parts = [folded.losses.describe(), *folded.notes]
-    command = profile.info.describe_command_end()
-    if command is not None:
-        parts.append(f"command {command}")
-    return "; ".join(parts)
-
-
-NO_SAMPLES = "No samples were recorded."
-
-
-def write_output(profile: RawProfile, path: str, fmt: OutputFormat, grouping: Grouping,
-                 render_options: RenderOptionsFactory | None = None,
-                 path_for: PathFor | None = None,
-                 symbolize: SymbolizeOptions = SymbolizeOptions()) -> Folded | None:
-    """Write the profile as `fmt` to `path` ("-" = stdout). Returns the folded
-    form (None for raw output, which is not symbolized)."""
+def write_output(raw: RawProfile | None, path: str, fmt: OutputFormat, grouping: Grouping,
+                 render_options=None, path_for: PathFor | None = None,
+                 symbolize: SymbolizeOptions = SymbolizeOptions(), *,
+                 profile: Profile | None = None) -> Profile | None:
+    """Write `fmt` to `path` ("-" = stdout), from a raw profile (symbolized
+    here) or a profile already built (read from another tool's file).
+    Returns the profile written (None for raw output, which is not
+    symbolized)."""
+    form = format_of(fmt)
+    module = form.load()
     if fmt is OutputFormat.RAW:
-        _write(path, (profile.to_json() + "\n").encode())
+        if raw is None:
+            raise UsageError("only a recording (a raw profile) can be written as raw JSON",
+                             "choose another output format")
+        _write(path, module.write_raw(raw))
         return None
-    folded = fold_profile(profile, grouping, path_for, symbolize)
-    if fmt is OutputFormat.FOLDED:
-        _write(path, "".join(l + "\n" for l in folded.lines).encode())
-        return folded
-    from flamegraph.api import render
-    from flamegraph.options import Options
-    title, subtitle = title_for(profile), subtitle_for(profile, folded)
-    options = render_options(title, subtitle) if render_options else \
-        Options(title=title, subtitle=subtitle)
-    options = dataclasses.replace(options, empty_message=NO_SAMPLES)
-    _write(path, render(folded.lines, options).svg)
-    return folded
+    if profile is None:
+        profile = build_profile(raw, path_for, symbolize)
+    offered = {"grouping": grouping, "render_options": render_options,
+               "per_thread": grouping is Grouping.THREAD}
+    accepted = inspect.signature(module.write).parameters
+    _write(path, module.write(profile, **{k: v for k, v in offered.items() if k in accepted}))
+    return profile
 
 
 def check_writable(path: str) -> None:

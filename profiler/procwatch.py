@@ -18,8 +18,8 @@ import time
 import zlib
 from typing import Callable
 
-from profiler.maps import MapEntry, parse_maps, read_maps
-from profiler.model import MapsSnapshot, ProcessInfo
+from profiler.model.maps import MapEntry, parse_maps, read_maps
+from profiler.model.raw import MapsSnapshot, ProcessInfo
 from profiler.symbolize import perfmap
 from profiler.symbolize.vdso import read_vdso
 

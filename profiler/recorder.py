@@ -19,7 +19,7 @@ from profiler import cgroup as cgroup_module
 from profiler.cgroup import CommandCgroup
 from profiler.cpus import online_cpus
 from profiler.launcher import Launcher
-from profiler.model import CountRecord, RawProfile, RecordingInfo
+from profiler.model.raw import CountRecord, RawProfile, RecordingInfo
 from profiler.options import RecordOptions, TargetKind
 from profiler.procwatch import FileKeeper, ProcessTracker, alive
 from profiler.binary.addresses import code_address

@@ -14,6 +14,8 @@ packages=(
   linux-perf                            # the oracle of the unwinding tests (perf record --call-graph dwarf)
   rustc                                 # a Rust workload for the unwinding tests
   libc6-dbg                             # libc's debug info: its CFI and symbols in tests
+  golang-go                             # go tool pprof: the oracle of pprof output; Go's own CPU profiles as input
+  nodejs npm                            # speedscope's own app (npm), opened in the browser tests
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }

@@ -39,6 +39,7 @@ class ObjectSymbols:
         """`tables`: sources at hand (None: known absent); `finders`: how to
         get the others, tried only when an address falls through to them."""
         self.module = module
+        self.build_id: bytes | None = None  # the file's GNU build-id, when it has one
         self._segments = tuple((s.offset, s.vaddr, s.filesz) for s in segments)
         self._tables = dict(tables)
         self._finders = finders or {}
@@ -158,7 +159,9 @@ def _load(f, path: str, st: os.stat_result, module: str, origin: str, root: str,
         finders["debuglink"] = lambda: _first_table(
             debuginfo.debuglink_paths(os.path.dirname(origin), name, dirs, root),
             build_id, crc, cache)
-    return ObjectSymbols(module, head.segments, tables, finders)
+    found = ObjectSymbols(module, head.segments, tables, finders)
+    found.build_id = build_id
+    return found
 
 
 def _cached(disk: SymbolCache | None, build_id: bytes | None, kind: str,
@@ -187,7 +190,9 @@ def object_from_bytes(data: bytes, module: str, *,
     build_id = image.build_id
     finders = {"build-id": lambda: _first_table(
         debuginfo.build_id_paths(build_id, debug_dirs), build_id, None, cache)} if build_id else {}
-    return ObjectSymbols(module, image.segments, tables, finders)
+    found = ObjectSymbols(module, image.segments, tables, finders)
+    found.build_id = build_id
+    return found
 
 
 def _minidebuginfo(image: elf.ElfImage) -> SymbolTable | None:

@@ -14,8 +14,8 @@ import bisect
 import os
 from typing import Callable, Iterable, NamedTuple
 
-from profiler.maps import MapEntry
-from profiler.model import TRUNCATED, RawProfile
+from profiler.model.maps import MapEntry
+from profiler.model.raw import TRUNCATED, RawProfile
 from profiler.options import SymbolizeOptions
 from profiler.symbolize import objfile, perfmap
 from profiler.binary.addresses import AbsAddr, code_address, file_offset
@@ -137,6 +137,22 @@ class Symbolizer:
                 return jit
         offset = file_offset(AbsAddr(address), entry.start, entry.offset)
         return Frame(f"{entry.module}+0x{offset:x}", False)
+
+    def entry_of(self, pid: int, address: int, leaf: bool) -> MapEntry | None:
+        """The mapping that holds a user frame's code, if known."""
+        maps = self._maps.get(pid)
+        if maps is None:
+            proc = self._profile.processes.get(pid)
+            maps = self._maps[pid] = _ProcessMaps(proc.snapshots if proc else ())
+        return maps.find(code_address(address, leaf))
+
+    def build_id_of(self, pid: int, entry: MapEntry) -> bytes | None:
+        """The build-id of a mapped file (or the vDSO), as its symbols read it."""
+        key = id(entry)
+        if key not in self._entry_symbols:
+            self._entry_symbols[key] = (entry.anonymous_code, self._symbols_for(pid, entry))
+        symbols = self._entry_symbols[key][1]
+        return symbols.build_id if symbols is not None else None
 
     def module_of(self, pid: int, address: int) -> str:
         """The short name of what holds a return address: a file's base

@@ -6,7 +6,7 @@ deduplicated by the caller).
 """
 from __future__ import annotations
 
-from profiler.maps import MapEntry
+from profiler.model.maps import MapEntry
 
 MAX_VDSO = 1 << 20
 

@@ -20,8 +20,8 @@ from profiler.binary import debuginfo, elf
 from profiler.binary.addresses import AbsAddr, elf_vaddr_in, file_offset
 from profiler.binary.cache import SymbolCache
 from profiler.binary.readfile import open_regular
-from profiler.maps import MapEntry
-from profiler.model import TRUNCATED
+from profiler.model.maps import MapEntry
+from profiler.model.raw import TRUNCATED
 from profiler.unwind import cfi, dwarf
 
 MapsOf = Callable[[int], "tuple[MapEntry, ...] | None"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from profiler.model import TRUNCATED, RawProfile
+from profiler.model.raw import TRUNCATED, RawProfile
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

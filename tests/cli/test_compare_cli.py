@@ -82,8 +82,8 @@ def test_strip_hex_merges_addresses(tmp_path):
 
 def raw_profile_json(user_count: int, other_count: int) -> str:
     """A raw profile as `profiler record -o x.json` writes it (no BPF needed)."""
-    from profiler.maps import MapEntry
-    from profiler.model import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+    from profiler.model.maps import MapEntry
+    from profiler.model.raw import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
     info = RecordingInfo(target="PID 5", event="cpu-clock", event_type=1, event_config=0,
                          frequency=99, period=None, duration=2.0, cpus=(0,), sides="both",
                          per_thread=False, started=1.5, command_status=None,

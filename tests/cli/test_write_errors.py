@@ -15,8 +15,8 @@ FOLDED = "a;b 3\na;c 1\n"
 
 
 def _profile_json() -> str:
-    from profiler.maps import MapEntry
-    from profiler.model import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+    from profiler.model.maps import MapEntry
+    from profiler.model.raw import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
     info = RecordingInfo(target="PID 5", event="cpu-clock", event_type=1, event_config=0,
                          frequency=99, period=None, duration=2.0, cpus=(0,), sides="both",
                          per_thread=False, started=1.5)
@@ -112,7 +112,7 @@ def test_a_compressed_or_binary_file_given_to_report_is_one_message(files):
     from profiler import cli
     (files / "cpu.pb.gz").write_bytes(gzip.compress(b"\x00\x01binary profile"))
     (files / "bin.json").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
-    for name, words in (("cpu.pb.gz", "gzip-compressed"), ("bin.json", "binary data")):
+    for name, words in (("cpu.pb.gz", "not a pprof profile"), ("bin.json", "binary data")):
         p = subprocess.run([sys.executable, "-m", "profiler", "report", str(files / name),
                             "-o", str(files / "x.svg")], capture_output=True, timeout=60)
         text = p.stderr.decode()

@@ -49,7 +49,7 @@ def test_many_distinct_stacks_lose_under_a_thousandth(bpf_ready, workloads, tmp_
     run = run_profiler("record", "--call-graph", "fp", "-F", "999", "-d", "5", "-o", str(out),
                        "--", workloads["many_stacks"], "30")
     assert run.returncode == 0, run.stderr
-    from profiler.model import RawProfile
+    from profiler.model.raw import RawProfile
     profile = RawProfile.from_json(out.read_text())
     taken = profile.stats["samples"]
     lost = profile.stats["lost_stack_store_full"] + profile.stats["lost_counts_map_full"]
@@ -200,7 +200,7 @@ def test_generations_never_mix_up_stacks(bpf_ready, workloads, tmp_path):
             p.kill()
             p.wait()
     assert run.returncode == 0, run.stderr
-    from profiler.model import RawProfile
+    from profiler.model.raw import RawProfile
     from profiler.unwind.stacks import unwind
     profile = RawProfile.from_json(raw.read_text())
     assert profile.total_counted == profile.stats["samples"] > 4000
@@ -229,7 +229,7 @@ def test_a_small_stack_map_is_drained_sooner_instead_of_overflowing(bpf_ready, w
                        "--stack-storage-size", "1024",
                        "-o", str(raw), "--", workloads["many_stacks"], "30")
     assert run.returncode == 0, run.stderr
-    from profiler.model import RawProfile
+    from profiler.model.raw import RawProfile
     stats = RawProfile.from_json(raw.read_text()).stats
     assert stats["samples"] > 4000
     assert stats["lost_stack_store_full"] == stats["lost_counts_map_full"] == 0, stats
@@ -277,7 +277,7 @@ def test_dwarf_mode_counts_every_sample_of_many_threads(bpf_ready, workloads, tm
     run = run_profiler("record", "--call-graph", "dwarf", "-F", "999", "-d", "4", "-o", str(out),
                        "--", workloads["many_stacks"], "30")
     assert run.returncode == 0, run.stderr
-    from profiler.model import RawProfile
+    from profiler.model.raw import RawProfile
     profile = RawProfile.from_json(out.read_text())
     st = profile.stats
     assert st["samples"] > 2000, st

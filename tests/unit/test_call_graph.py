@@ -8,11 +8,10 @@ import pytest
 
 from profiler import cli
 from profiler.options import CallGraph, RecordOptions, Target, TargetKind
-from profiler.output import early_ends
-from profiler.symbolize.symbolizer import SymbolizedSample
+from profiler.model.profile import Function, Line, Location, Mapping, Profile, Sample, ValueType
+from profiler.symbolize.summary import early_ends
 from profiler.unwind import cfi
 from profiler.unwind.frameless import return_address_offset
-from profiler.unwind.stacks import StackSample
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -77,27 +76,43 @@ def test_frameless_leaf_return_address_from_its_row():
     assert return_address_offset(odd) == 0
 
 
-def _sample(pid, user, count):
-    return StackSample(pid=pid, tid=0, comm="x", user=user, kernel=(), count=count)
+def _profile(stacks):
+    """(root-first [(name, mapping path or None)], count) -> a Profile."""
+    functions, locations, mappings, samples = {}, {}, {}, []
+    for frames, count in stacks:
+        ids = []
+        for name, path in frames:
+            mid = 0
+            if path is not None:
+                mid = next((m.id for m in mappings.values() if m.path == path), 0) or \
+                    len(mappings) + 1
+                mappings[mid] = Mapping(id=mid, path=path)
+            fid = len(functions) + 1
+            functions[fid] = Function(id=fid, name=name)
+            lid = len(locations) + 1
+            if name.startswith("[unmapped]"):
+                locations[lid] = Location(id=lid, label=name, unresolved="unmapped")
+            else:
+                locations[lid] = Location(id=lid, mapping_id=mid, lines=(Line(function_id=fid),))
+            ids.append(lid)
+        samples.append(Sample(locations=tuple(reversed(ids)), values=(count,)))
+    return Profile(sample_types=(ValueType("samples", "count"),), samples=tuple(samples),
+                   locations=locations, functions=functions, mappings=mappings)
 
 
-def _named(names, count):
-    return SymbolizedSample(1, 0, "x", names, (), count)
+LIBC, PY, APP = "/lib/libc.so.6", "/usr/bin/python3.11", "/bin/app"
 
 
 def test_early_ends_names_where_stacks_ended():
-    modules = {0x10: "libc.so.6", 0x20: "python3.11", 0x30: "app", 0x99: "[unmapped]"}
-    samples = [_sample(1, (0x10, 0x30), 41), _sample(1, (0x99, 0x20, 0x30), 55),
-               _sample(1, (0x30,), 4), _sample(1, (0x30, 0x30), 900)]
-    named = [_named(("qsort", "main"), 41), _named(("[unmapped]+0x99", "eval", "main"), 55),
-             _named(("leaf",), 4), _named(("_start", "main"), 900)]
-    notes = early_ends(samples, named, lambda pid, a: modules[a])
-    assert notes == ("10% of user stacks end before reaching their entry frame (ended in "
-                     "python3.11 55%, libc.so.6 41%, app 4%): code there has no frame "
-                     "pointers; --call-graph dwarf unwinds through it",)
+    p = _profile([([("qsort", LIBC), ("main", APP)], 41),
+                  ([("[unmapped]+0x99", None), ("eval", PY), ("main", APP)], 55),
+                  ([("leaf", APP)], 4),
+                  ([("_start", APP), ("main", APP)], 900)])
+    assert early_ends(p) == ("10% of user stacks end before reaching their entry frame (ended "
+                             "in python3.11 55%, libc.so.6 41%, app 4%): code there has no "
+                             "frame pointers; --call-graph dwarf unwinds through it",)
 
 
 def test_early_ends_quiet_at_five_percent_or_less():
-    samples = [_sample(1, (0x10,), 5), _sample(1, (0x30,), 95)]
-    named = [_named(("qsort",), 5), _named(("__libc_start_call_main",), 95)]
-    assert early_ends(samples, named, lambda pid, a: "libc.so.6") == ()
+    p = _profile([([("qsort", LIBC)], 5), ([("__libc_start_call_main", LIBC)], 95)])
+    assert early_ends(p) == ()

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from profiler import cli
 from profiler.errors import OutputError, ProfilerError
-from profiler.model import EXTRA_FRAMES, RawProfile
-from profiler.output import losses_of
+from profiler.model.raw import EXTRA_FRAMES, RawProfile
+from profiler.symbolize.summary import losses_of
 from profiler.symbolize import perfmap
 
 from test_profiler_model import profile
@@ -80,7 +80,7 @@ def test_a_stack_may_hold_the_unwinders_marker_frames():
 
 
 def test_an_oversized_file_is_refused_before_parsing(monkeypatch):
-    import profiler.model as model
+    import profiler.model.raw as model
     monkeypatch.setattr(model, "MAX_RAW_BYTES", 1000)
     with pytest.raises(OutputError, match="larger than"):
         RawProfile.from_json(" " * 1001)
@@ -143,10 +143,10 @@ def test_malformed_raw_profiles_never_raise_anything_but_a_profiler_error(mutati
         p = RawProfile.from_json(json.dumps(doc))
     except ProfilerError:
         return
-    from profiler.output import fold_profile
+    from profiler.export.folded import fold
     from profiler.options import Grouping
-    from profiler.binary.cache import SymbolCache  # noqa: F401  (imported as report does)
-    fold_profile(p, Grouping.THREAD if p.info.per_thread else Grouping.PROCESS)  # no exception
+    from profiler.symbolize.build import build_profile
+    fold(build_profile(p), Grouping.THREAD if p.info.per_thread else Grouping.PROCESS)
 
 
 @settings(max_examples=100, deadline=None)
@@ -161,7 +161,7 @@ def test_arbitrary_text_is_a_profile_or_one_error(text):
 # ------------------------------------------------------------------ the double count
 
 def test_a_count_whose_user_stack_is_missing_is_counted_once():
-    from profiler.model import CountRecord
+    from profiler.model.raw import CountRecord
     p = profile(counts=(CountRecord(pid=5, tid=0, comm="x", user_stack=999, kernel_stack=22,
                                     count=4),))
     losses = losses_of(p)

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import require
 
-from profiler.maps import MapEntry
-from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+from profiler.model.maps import MapEntry
+from profiler.model.raw import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.binary.addresses import elf_vaddr, file_offset
 from profiler.binary.elf import read_image_file
 from profiler.symbolize.symbolizer import Symbolizer

@@ -1,4 +1,4 @@
-from profiler.maps import find_entry, parse_maps
+from profiler.model.maps import find_entry, parse_maps
 
 MAPS = """\
 55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 1234                       /usr/bin/my prog

@@ -7,11 +7,11 @@ import pytest
 from profiler import cli
 from profiler.errors import KernelHeadersError, OutputError
 from profiler.kheaders import plan_headers
-from profiler.maps import MapEntry
-from profiler.model import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+from profiler.model.maps import MapEntry
+from profiler.model.raw import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.options import (Grouping, OutputFormat, OutputOptions, RecordOptions, Sampling,
                               StackSides, TargetKind, format_for_path)
-from profiler.output import losses_of
+from profiler.symbolize.summary import losses_of
 from profiler.unwind.stacks import unwind
 
 

@@ -9,10 +9,11 @@ import pytest
 
 from profiler import cli
 from profiler.errors import OutputError
-from profiler.model import RawProfile, describe_exit
+from profiler.model.raw import RawProfile, describe_exit
 from profiler.options import Grouping, OutputFormat
-from profiler.output import NO_SAMPLES, check_writable, fold_profile, rescue, subtitle_for, \
-    write_output
+from profiler.output import check_writable, rescue, write_output
+from profiler.symbolize.build import build_profile
+from profiler.symbolize.summary import NO_SAMPLES
 from profiler.recorder import FILL_HIGH, FILL_LOW, SHORTEST_DRAIN, next_drain_interval
 from test_profiler_model import profile
 
@@ -29,7 +30,7 @@ def test_subtitle_names_losses_cut_stacks_lost_notices_and_the_commands_end():
                        "kernel_walk_errors": 0, "process_notices_lost": 2})
     p = dataclasses.replace(p, info=dataclasses.replace(p.info, max_depth=2, command_status=-15,
                                                         command_stopped=True))
-    subtitle = subtitle_for(p, fold_profile(p, Grouping.COMM))
+    subtitle = build_profile(p).meta.subtitle
     assert subtitle.startswith("8 samples, 2 lost (25.00%)")
     assert "samples with stacks cut at 2 frames" in subtitle
     assert "2 new-process notices lost" in subtitle

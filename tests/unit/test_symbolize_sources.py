@@ -10,8 +10,8 @@ import pytest
 
 from conftest import require
 
-from profiler.maps import MapEntry, parse_maps
-from profiler.model import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
+from profiler.model.maps import MapEntry, parse_maps
+from profiler.model.raw import MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.binary import cache as cachemod
 from profiler.symbolize import perfmap
 from profiler.binary import symtab
@@ -466,7 +466,7 @@ def test_kept_perf_map_is_read_at_the_end_and_only_used_entries_are_saved(tmp_pa
     """FileKeeper opens the map while the process runs and reads it when
     asked, late lines included; the profile keeps the entries it needs."""
     from profiler.procwatch import FileKeeper
-    from profiler.model import CountRecord
+    from profiler.model.raw import CountRecord
     from profiler.recorder import _jit_entries
     pid = os.getpid()
     path = _planted_map(pid)

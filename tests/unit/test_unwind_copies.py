@@ -7,8 +7,8 @@ import shutil
 import subprocess
 
 from conftest import require
-from profiler.maps import parse_maps
-from profiler.model import TRUNCATED
+from profiler.model.maps import parse_maps
+from profiler.model.raw import TRUNCATED
 from profiler.unwind.copies import CopyUnwinder
 from test_unwind_dwarf import PROGRAM
 

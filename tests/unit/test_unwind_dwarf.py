@@ -19,7 +19,7 @@ from conftest import require  # noqa: E402
 
 from profiler.binary.addresses import elf_vaddr_in, file_offset  # noqa: E402
 from profiler.binary.elf import read_image_file  # noqa: E402
-from profiler.maps import find_entry, parse_maps  # noqa: E402
+from profiler.model.maps import find_entry, parse_maps  # noqa: E402
 from profiler.unwind import cfi, dwarf  # noqa: E402
 from profiler.unwind.dwarf_expr import ExprError, evaluate  # noqa: E402
 

@@ -13,7 +13,7 @@ import signal
 from typing import Mapping
 
 from profiler.errors import OutputError
-from profiler.maps import MapEntry
+from profiler.model.maps import MapEntry
 
 FORMAT = "profiler-raw"
 VERSION = 1

@@ -1,0 +1,109 @@
+"""Profile -> canonical folded stacks.
+
+One line per distinct stack, sorted: `comm;user_root;...;user_leaf;
+kernel_outer_[k];...;kernel_leaf_[k] COUNT`. The first frame is the process
+name, `comm-PID` per process or `comm-PID/TID` per thread, spaces made
+'_' (as stackcollapse-perf writes them); a profile read from another tool
+without process names has no such frame. JIT frames end in `_[j]`, inline
+frames in `_[i]`. ';' inside a name becomes ':'.
+"""
+from __future__ import annotations
+
+from profiler.model.profile import FrameKind, Profile, Sample, sample_index
+from profiler.options import Grouping
+
+KERNEL_SUFFIX = "_[k]"
+JIT_SUFFIX = "_[j]"
+INLINE_SUFFIX = "_[i]"  # as stackcollapse-perf.pl --inline marks inlined callees
+SUFFIX = {FrameKind.KERNEL: KERNEL_SUFFIX, FrameKind.JIT: JIT_SUFFIX, FrameKind.USER: ""}
+NAME = "folded"
+EXTENSIONS = (".folded", ".txt")
+
+
+def clean(name: str) -> str:
+    """A frame name safe inside a folded line."""
+    return name.replace(";", ":").replace("\n", " ").replace("\r", " ") or "[empty]"
+
+
+def process_frame(sample: Sample, grouping: Grouping) -> str | None:
+    if not sample.comm and not sample.pid:
+        return None  # another tool's profile: no process to name
+    comm = (sample.comm or "[unknown comm]").replace(" ", "_")
+    if grouping is Grouping.PROCESS:
+        return f"{comm}-{sample.pid}"
+    if grouping is Grouping.THREAD:
+        return f"{comm}-{sample.pid}/{sample.tid}"
+    return comm
+
+
+def stack_frames(profile: Profile, sample: Sample) -> list[str]:
+    """A sample's frames root first, suffixed by kind, without the process."""
+    frames = []
+    locations = profile.locations
+    for i in reversed(sample.locations):
+        loc = locations[i]
+        suffix = SUFFIX[loc.kind]
+        names = profile.frame_names(loc)
+        frames.append(names[0] + suffix)
+        frames.extend(n + INLINE_SUFFIX for n in names[1:])  # inlined into the one before
+    return frames
+
+
+def fold(profile: Profile, grouping: Grouping = Grouping.COMM,
+         value: str | int | None = None) -> list[str]:
+    """The folded lines of a profile, counting the sample type `value`
+    (default: the profile's default type, else the last, as pprof does)."""
+    index = sample_index(profile, value)
+    totals: dict[str, int] = {}
+    done: dict[tuple[int, ...], str] = {}
+    for s in profile.samples:
+        body = done.get(s.locations)
+        if body is None:
+            body = done[s.locations] = ";".join(clean(f) for f in stack_frames(profile, s))
+        head = process_frame(s, grouping)
+        stack = body if head is None else (clean(head) + ";" + body if body else clean(head))
+        count = s.values[index] if index < len(s.values) else 0
+        totals[stack] = totals.get(stack, 0) + count
+    return [f"{stack} {count}" for stack, count in sorted(totals.items()) if stack]
+
+
+def write(profile: Profile, grouping: Grouping = Grouping.COMM, **_ignored) -> bytes:
+    return "".join(line + "\n" for line in fold(profile, grouping)).encode()
+
+
+def read(data: bytes) -> Profile:
+    """Folded stacks (ours, flamegraph.pl's, inferno's) as a profile: one
+    function and location per distinct frame; `_[k]`, `_[j]`, `_[i]` become
+    frame kinds again, and a differential line counts its second column."""
+    from flamegraph.folded import decode_lines, parse_folded, split_frames
+    from profiler.model.profile import Function, Line, Location, ValueType
+    folded = parse_folded(decode_lines(data))
+    functions: dict[str, int] = {}
+    locations: dict[tuple[str, FrameKind], int] = {}
+    funcs: dict[int, Function] = {}
+    locs: dict[int, Location] = {}
+    samples = []
+    for entry in folded.entries:
+        frames = split_frames(entry.stack)
+        ids = []
+        for name in frames:
+            kind = FrameKind.USER
+            for k, suffix in ((FrameKind.KERNEL, KERNEL_SUFFIX), (FrameKind.JIT, JIT_SUFFIX)):
+                if name.endswith(suffix):
+                    kind, name = k, name[:-len(suffix)]
+            fid = functions.get(name)
+            if fid is None:
+                fid = functions[name] = len(functions) + 1
+                funcs[fid] = Function(id=fid, name=name, system_name=name)
+            lid = locations.get((name, kind))
+            if lid is None:
+                lid = locations[(name, kind)] = len(locations) + 1
+                locs[lid] = Location(id=lid, lines=(Line(function_id=fid),), kind=kind)
+            ids.append(lid)
+        value = entry.weight
+        if value != int(value) or value < 0:
+            continue  # a fractional or negative count is not a number of samples
+        samples.append(Sample(locations=tuple(reversed(ids)), values=(int(value),)))
+    return Profile(sample_types=(ValueType("samples", "count"),), samples=tuple(samples),
+                   locations=locs, functions=funcs, mappings={},
+                   default_sample_type="samples")

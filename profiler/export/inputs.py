@@ -1,0 +1,93 @@
+"""Whatever `profiler report` and `profiler compare` are given, as a profile:
+our raw recordings (symbolized then), pprof (gzipped or not, from any
+producer), speedscope JSON and folded stacks, told apart by their contents."""
+from __future__ import annotations
+
+import dataclasses
+
+from profiler.errors import OutputError
+from profiler.model.profile import Profile, sample_index
+from profiler.model.raw import MAX_RAW_BYTES, RawProfile
+
+HINT = ("give a raw profile (profiler record -o x.json), a pprof file (.pb.gz), a speedscope "
+        "file or folded stacks")
+_COMPRESSED = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    raw: RawProfile | None  # a recording of ours: symbolized by the caller
+    profile: Profile | None  # anything else, read already
+    kind: str  # "raw", "pprof", "speedscope", "folded"
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RAW_BYTES + 1)
+    except IsADirectoryError:
+        raise OutputError(f"{path} is a directory, not a profile", HINT) from None
+    except OSError as err:
+        raise OutputError(f"cannot read {path}: {err.strerror or err}", HINT) from None
+    if len(data) > MAX_RAW_BYTES:
+        raise OutputError(f"{path} is larger than {MAX_RAW_BYTES >> 20} MB", HINT)
+    return data
+
+
+def kind_of(data: bytes) -> str:
+    """What a file holds, from its first bytes."""
+    if data[:2] == b"\x1f\x8b":
+        return "pprof"  # gzip: pprof's usual form
+    for magic, kind in _COMPRESSED.items():
+        if data.startswith(magic):
+            return kind
+    head = data[:4096].lstrip()
+    if head[:1] == b"{":
+        return "raw" if b'"profiler-raw"' in data[:1 << 20] else "speedscope"
+    try:
+        data.decode("utf-8")
+        text = b"\0" not in head
+    except UnicodeDecodeError:
+        text = False
+    if text:
+        return "folded"
+    # An uncompressed protobuf starts with one of profile.proto's first
+    # fields (sample_type, sample, mapping, location, function, strings).
+    return "pprof" if data[:1] in (b"\x0a", b"\x12", b"\x1a", b"\x22", b"\x2a", b"\x32") \
+        else "binary"
+
+
+def read_input(path: str, *, sample_type: str | int | None = None) -> Input:
+    """One OutputError (message and remedy) for anything unreadable."""
+    data = read_bytes(path)
+    kind = kind_of(data)
+    if kind in _COMPRESSED.values():
+        raise OutputError(f"{path} is {kind}-compressed", f"decompress it first, or {HINT}")
+    if kind == "binary":
+        at = next((i for i, b in enumerate(data[:4096]) if b == 0 or b >= 0x80), 0)
+        raise OutputError(f"{path} is not a profile (binary data at byte {at})", HINT)
+    if kind == "raw":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise OutputError(f"{path} is not a raw profile (binary data at byte {err.start})",
+                              HINT) from None
+        return Input(RawProfile.from_json(text), None, kind)
+    import importlib
+    profile = importlib.import_module(f"profiler.export.{kind}").read(data)
+    return Input(None, choose_sample_type(profile, sample_type, path), kind)
+
+
+def choose_sample_type(profile: Profile, wanted: str | int | None, path: str) -> Profile:
+    """The profile with the sample type to count made its default (pprof's
+    `-sample_index`: a name or an index; by default its own default type,
+    else the last)."""
+    try:
+        index = sample_index(profile, wanted)
+    except (IndexError, KeyError):
+        names = ", ".join(f"{i}={t.type}" for i, t in enumerate(profile.sample_types))
+        raise OutputError(f"{path} has no sample type {wanted!r} (it has {names})",
+                          "choose one of those with --sample-index") from None
+    if not profile.sample_types:
+        return profile
+    return dataclasses.replace(profile, default_sample_type=profile.sample_types[index].type)

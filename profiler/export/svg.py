@@ -1,0 +1,25 @@
+"""Profile -> the interactive flame graph (drawn by `flamegraph`)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from profiler.export.folded import fold
+from profiler.model.profile import Profile
+from profiler.options import Grouping
+from profiler.symbolize.summary import NO_SAMPLES
+
+NAME = "svg"
+EXTENSIONS = (".svg",)
+RenderOptionsFactory = Callable[[str, str], object]  # (title, subtitle) -> flamegraph Options
+
+
+def write(profile: Profile, grouping: Grouping = Grouping.COMM,
+          render_options: RenderOptionsFactory | None = None, **_ignored) -> bytes:
+    from flamegraph.api import render
+    from flamegraph.options import Options
+    title, subtitle = profile.meta.title, profile.meta.subtitle
+    options = render_options(title, subtitle) if render_options else \
+        Options(title=title, subtitle=subtitle)
+    options = dataclasses.replace(options, empty_message=NO_SAMPLES)
+    return render(fold(profile, grouping), options).svg
