@@ -134,7 +134,7 @@ def main() -> int:
           f"(built in {time.perf_counter() - started:.1f} s)")
 
     t_encode, raw = best(lambda: pprof.encode(profile), args.rounds)
-    t_gzip, _ = best(lambda: pprof.zlib_gzip(raw), args.rounds)
+    t_gzip, _ = best(lambda: pprof.gzip_bytes(raw), args.rounds)
     t_write, data = best(lambda: pprof.write(profile), args.rounds)
     t_read, back = best(lambda: pprof.read(data), args.rounds)
     assert back.samples == profile.samples and back.locations.keys() == profile.locations.keys()

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 from profiler.kheaders import kernel_source, plan_headers  # noqa: E402
 
 BCC_PROFILE = "/usr/sbin/profile-bpfcc"
-OURS = [sys.executable, "-m", "profiler", "record"]
+# Frame pointers, as BCC's tool walks: the same work on both sides.
+OURS = [sys.executable, "-m", "profiler", "record", "--call-graph", "fp"]
 WORKLOADS = ROOT / "tests" / "system" / "workloads"
 
 

@@ -22,6 +22,7 @@ from profiler.cpus import possible_cpus
 _LIB: ct.CDLL | None = None
 RINGBUF_CALLBACK = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_int)
 BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
+_BATCH = 512  # entries taken per batch call
 
 
 class BpfCallError(OSError):
@@ -142,23 +143,29 @@ class BpfMap:
         """What the batch calls take out. A call that fails keeps what the
         calls before it took (those entries are gone from the map already);
         the rest is left to the one-by-one pass."""
-        room = self.max_entries
-        keys = ct.create_string_buffer(room * self.key_size)
-        values = ct.create_string_buffer(room * self.value_size)
+        # In chunks: buffers for the whole map (16 MB for the stack store)
+        # would be allocated, zeroed and copied at every drain, mostly empty.
+        chunk = min(self.max_entries, _BATCH)
+        keys = ct.create_string_buffer(chunk * self.key_size)
+        values = ct.create_string_buffer(chunk * self.value_size)
         token, count = ct.c_uint32(0), ct.c_uint32(0)
-        total = 0
-        while total < room:
-            count.value = room - total
+        out: list[tuple[bytes, bytes]] = []
+        first = True
+        while len(out) < self.max_entries:
+            count.value = chunk
             result = lib().bpf_lookup_and_delete_batch(
-                self.fd, ct.byref(token) if total else None, ct.byref(token),
-                ct.byref(keys, self.key_size * total), ct.byref(values, self.value_size * total),
+                self.fd, None if first else ct.byref(token), ct.byref(token), keys, values,
                 ct.byref(count))
-            total += count.value
-            if result != 0 or count.value == 0:
+            first = False
+            n = count.value
+            if n:
+                k = ct.string_at(keys, n * self.key_size)
+                v = ct.string_at(values, n * self.value_size)
+                out += [(k[i * self.key_size:(i + 1) * self.key_size],
+                         v[i * self.value_size:(i + 1) * self.value_size]) for i in range(n)]
+            if result != 0 or n == 0:
                 break  # ENOENT: all taken; anything else: stop here
-        k, v = keys.raw, values.raw
-        return [(k[i * self.key_size:(i + 1) * self.key_size],
-                 v[i * self.value_size:(i + 1) * self.value_size]) for i in range(total)]
+        return out
 
 
 class MappedArray:

@@ -6,6 +6,7 @@ attach, read maps.
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import dataclasses
@@ -59,7 +60,7 @@ class Drained:
     """What one drain took out of the kernel."""
 
     counts: list[tuple[CountKey, int]]
-    stacks: dict[int, tuple[int, ...]]  # stack key -> addresses, leaf first; new ones only
+    stacks: dict[int, bytes]  # stack key -> addresses, leaf first (packed); new ones only
     fill: float = 0.0  # share of the fullest of the generation's maps that was in use
 
 
@@ -228,6 +229,15 @@ class StackCopy:
     has_user: bool  # False: no user context (a kernel thread)
 
 
+def _pack(ips) -> bytes:
+    return array.array("Q", ips).tobytes()
+
+
+def unpack_stack(packed: bytes) -> tuple[int, ...]:
+    """A stack as drains hand it over (packed) -> addresses, leaf first."""
+    return struct.unpack(f"={len(packed) // 8}Q", packed)
+
+
 # A dwarf-mode sample's user stack, unwound: addresses, leaf first.
 UnwindCopy = Callable[[StackCopy], tuple[int, ...]]
 
@@ -246,7 +256,10 @@ class BpfSampler:
         self._perf_fds: list[int] = []
         self._slots: list[bpf_maps.MappedArray] = []
         self._live = 0  # the generation the program writes to
-        self._interned: dict[tuple[int, ...], int] = {}  # stack -> its key for the run
+        # A stack -> its key for the run. Stacks are kept packed (8 bytes an
+        # address): a run holds every distinct stack it saw, and a tuple of
+        # ints costs five times as much.
+        self._interned: dict[bytes, int] = {}
         self._by_hash: dict[int, int] = {}  # content hash -> key for the run
         self._losses = 0  # samples lost as of the last drain
         self._to_sweep: set[int] = set()  # generations whose stack maps may hold orphans
@@ -263,7 +276,7 @@ class BpfSampler:
         self.copy_errors = 0  # records the unwinder failed on (a bug: counted, never fatal)
         self._leaf_rule: Callable[[int, int], int] | None = None  # fp: judges frameless leaves
         self._leaf_rules: dict[tuple[int, int], int] = {}
-        self._stack_of: dict[int, tuple[int, ...]] = {}  # fp: run key -> stack, to put callers back
+        self._stack_of: dict[int, bytes] = {}  # fp: run key -> packed stack, to put callers back
         text = program_text(self.flags)
         key = bpf_image.key_for(text, plan.description + repr(plan))
         self.loaded = None
@@ -564,15 +577,17 @@ class BpfSampler:
             out.append((_COUNT_KEY.unpack_from(data, at + _SLOT_HEAD.size), count))
         return out
 
-    def _intern(self, ips: tuple[int, ...], new: dict[int, tuple[int, ...]]) -> int:
+    def _intern(self, ips: tuple[int, ...], new: dict[int, bytes]) -> int:
         """The stack's key for the run, the same however the kernel stored
-        it; added to `new` the first time the run sees the stack."""
-        key = self._interned.get(ips)
+        it; added to `new` (packed, see unpack_stack) the first time the run
+        sees the stack."""
+        packed = _pack(ips)
+        key = self._interned.get(packed)
         if key is None:
-            key = self._interned[ips] = STACK_ID_TAG | (len(self._interned) + 1)
-            new[key] = ips
+            key = self._interned[packed] = STACK_ID_TAG | (len(self._interned) + 1)
+            new[key] = packed
             if self._leaf_rule is not None:
-                self._stack_of[key] = ips
+                self._stack_of[key] = packed
         return key
 
     def on_leaf_rule(self, leaf_rule: Callable[[int, int], int]) -> None:
@@ -586,9 +601,10 @@ class BpfSampler:
         """The stack `key` with the caller a frame-pointer walk skipped put
         back after the leaf, when the leaf's CFI says its return address is
         the word read (from sp + read_from - 1); else `key` unchanged."""
-        ips = self._stack_of.get(key)
-        if not ips:
+        packed = self._stack_of.get(key)
+        if not packed:
             return key
+        ips = unpack_stack(packed)
         judged = self._leaf_rules.get((pid, ips[0]))
         if judged is None:
             try:

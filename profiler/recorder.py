@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import signal
 import sys
@@ -261,7 +262,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         tracker.notice(launcher.pid, exec_=True)
 
     counts: dict = {}
-    stacks: dict[int, tuple[int, ...]] = {}
+    stacks: dict[int, bytes] = {}  # packed until the run ends (bpf_program.unpack_stack)
     interval = min(FIRST_DRAIN, options.drain_interval)
     next_drain = t0 + interval
     next_progress = t0 + PROGRESS_EVERY
@@ -292,6 +293,10 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
                 tracker.refresh(sampled)
                 sampled.clear()
                 next_refresh = now + REFRESH_EVERY
+            # What the run keeps (stacks, rows, snapshots) lives to its end:
+            # the collector need not scan it again at every collection, which
+            # would pause the unwinding of copies for milliseconds.
+            gc.freeze()
             interval = next_drain_interval(interval, drained.fill, options.drain_interval)
             next_drain = time.monotonic() + interval
         if on_progress and not stopped_by and now >= next_progress:
@@ -324,6 +329,8 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
+    from profiler.bpf_program import unpack_stack
+    stacks = {key: unpack_stack(packed) for key, packed in stacks.items()}
     profile = RawProfile(info=info, counts=records, stacks=stacks,
                          processes=processes, stats=stats,
                          jit=_jit_entries(records, stacks, tracker.files.perf_maps()),

@@ -48,10 +48,10 @@ def _proto():
 
 def write(profile: Profile, **_ignored) -> bytes:
     """The gzip-compressed pprof encoding of `profile`."""
-    return zlib_gzip(encode(profile))
+    return gzip_bytes(encode(profile))
 
 
-def zlib_gzip(data: bytes, level: int = GZIP_LEVEL) -> bytes:
+def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     """A gzip member with mtime 0, so equal profiles give equal bytes."""
     import gzip
     return gzip.compress(data, compresslevel=level, mtime=0)
@@ -81,14 +81,29 @@ def encode(profile: Profile) -> bytes:
                         has_inline_frames=m.has_inline_frames)
     add_location = out.location.add
     Line_ = pb2.Line
+    add_function = out.function.add
+    # An unresolved frame is a location without lines (a viewer shows its
+    # module and offset, and may symbolize it later), unless what we show
+    # for it cannot be rebuilt from its mapping ("[unmapped]+0x…", a hidden
+    # kernel address): then a function of that name keeps the text.
+    shown: dict[str, int] = {}
+    next_function = max(profile.functions, default=0) + 1
     for loc in profile.locations.values():
         if loc.lines:
             add_location(id=loc.id, mapping_id=loc.mapping_id, address=loc.address,
                          line=[Line_(function_id=ln.function_id, line=ln.line,
                                      column=ln.column) for ln in loc.lines])
+        elif loc.label and loc.label != _label(profile.mappings.get(loc.mapping_id),
+                                               loc.address):
+            fid = shown.get(loc.label)
+            if fid is None:
+                fid = shown[loc.label] = next_function
+                next_function += 1
+                add_function(id=fid, name=s(loc.label))
+            add_location(id=loc.id, mapping_id=loc.mapping_id, address=loc.address,
+                         line=[Line_(function_id=fid)])
         else:
             add_location(id=loc.id, mapping_id=loc.mapping_id, address=loc.address)
-    add_function = out.function.add
     for f in profile.functions.values():
         add_function(id=f.id, name=s(f.name), system_name=s(f.system_name),
                      filename=s(f.filename), start_line=f.start_line)

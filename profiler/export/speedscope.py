@@ -177,6 +177,8 @@ def _number(x: Any, where: str) -> float | int:
         if _is_number(x):
             return x
         raise _bad(f"{where} is not a finite number")
+    if x is None:
+        raise _bad(f"{where} is missing")
     raise _bad(f"{where} is not a number (got {type(x).__name__})")
 
 
@@ -239,8 +241,8 @@ def _parse_frames(raw: Any) -> tuple[dict[int, Location], dict[int, Function]]:
         name, kind = _split_kind(name)
         ident = i + 1
         functions[ident] = Function(id=ident, name=name, filename=file, start_line=line)
-        locations[ident] = Location(id=ident, lines=(Line(function_id=ident, line=line, column=col),),
-                                    kind=kind)
+        lines = (Line(function_id=ident, line=line, column=col),)
+        locations[ident] = Location(id=ident, lines=lines, kind=kind)
     return locations, functions
 
 

@@ -8,6 +8,7 @@ segments, and is then looked up in each source in turn until one names it:
   3. the .gnu_debuglink file (CRC-checked)
   4. MiniDebugInfo (.gnu_debugdata)
   5. .dynsym
+  6. PLT stubs, named `function@plt` from their relocations
 
 Debug files are searched only when an address falls through the sources
 before them, once per file. `load_object` never raises: an unreadable or
@@ -19,13 +20,14 @@ import os
 import struct
 from typing import Callable
 
-from profiler.binary import debuginfo, elf
+from profiler.binary import debuginfo, elf, plt
 from profiler.binary.addresses import FileOffset, elf_vaddr_in
 from profiler.binary.cache import SymbolCache, identity
 from profiler.binary.readfile import open_regular, trusted_for_cache
 from profiler.binary.symtab import SymbolTable
 
-SOURCES = ("symtab", "build-id", "debuglink", "minidebuginfo", "dynsym")
+SOURCES = ("symtab", "build-id", "debuglink", "minidebuginfo", "dynsym", "plt")
+PLT_SUFFIX = "@plt"
 
 
 _DAMAGE = (ValueError, OverflowError, struct.error, MemoryError, TypeError, KeyError,
@@ -56,6 +58,8 @@ class ObjectSymbols:
             if i >= 0:
                 start = table.starts[i]
                 name = self._better_alias(source, start, table.ranks[i]) or table.name(i)
+                if source == "plt":
+                    name += PLT_SUFFIX
                 return name, vaddr - start, source
         return None
 
@@ -151,6 +155,9 @@ def _load(f, path: str, st: os.stat_result, module: str, origin: str, root: str,
                                             lambda: elf.read_dynsym(path, expected))
     else:
         tables.setdefault("dynsym", None)
+    expected_file = identity(st)
+    finders["plt"] = lambda: _cached(disk, build_id, f"plt-{kind}",
+                                     lambda: _plt_table(path, expected_file))
     if build_id:
         finders["build-id"] = lambda: _first_table(
             debuginfo.build_id_paths(build_id, dirs), build_id, None, cache)
@@ -176,6 +183,16 @@ def _cached(disk: SymbolCache | None, build_id: bytes | None, kind: str,
     return table
 
 
+def _plt_table(path: str, expected: tuple) -> SymbolTable | None:
+    stream = open_regular(path)
+    if stream is None:
+        return None
+    with stream:
+        if identity(os.fstat(stream.fileno())) != expected:
+            return None  # the path names another file now
+        return plt.plt_table(stream)
+
+
 def object_from_bytes(data: bytes, module: str, *,
                       debug_dirs: tuple[str, ...] = debuginfo.DEFAULT_DEBUG_DIRS,
                       cache: SymbolCache | None = None) -> ObjectSymbols:
@@ -185,7 +202,7 @@ def object_from_bytes(data: bytes, module: str, *,
         image = elf.read_image_bytes(data)
     except _DAMAGE:
         return ObjectSymbols(module, (), {})
-    tables = {"symtab": image.symtab, "dynsym": image.dynsym, "debuglink": None,
+    tables = {"symtab": image.symtab, "dynsym": image.dynsym, "debuglink": None, "plt": None,
               "minidebuginfo": None}
     build_id = image.build_id
     finders = {"build-id": lambda: _first_table(

@@ -44,29 +44,27 @@ def build(samples, unit="nanoseconds", title="CPU profile of the test"):
     """A Profile from (comm, pid, tid, weight, frames leaf first); a frame is
     "name", "name_[k]", "name_[j]", or "outer+inner" (an inline chain)."""
     functions, locations, out = {}, {}, []
+    by_name, by_frame = {}, {}
 
     def function(name):
-        for f in functions.values():
-            if f.name == name:
-                return f.id
-        ident = len(functions) + 1
-        functions[ident] = Function(id=ident, name=name, filename=f"{name}.c", start_line=ident)
-        return ident
+        if name not in by_name:
+            ident = by_name[name] = len(functions) + 1
+            functions[ident] = Function(id=ident, name=name, filename=f"{name}.c",
+                                        start_line=ident)
+        return by_name[name]
 
     def location(frame):
-        for loc in locations.values():
-            if loc.label == frame:  # the label is free for a named frame: used as a key here
-                return loc.id
+        if frame in by_frame:
+            return by_frame[frame]
         kind = FrameKind.USER
         text = frame
         for k, suffix in ((FrameKind.KERNEL, "_[k]"), (FrameKind.JIT, "_[j]")):
             if text.endswith(suffix):
                 kind, text = k, text[:-len(suffix)]
-        ident = len(locations) + 1
+        ident = by_frame[frame] = len(locations) + 1
         lines = tuple(Line(function_id=function(n), line=10 * ident)
-                      for n in reversed(text.split("+")))
-        locations[ident] = Location(id=ident, address=0x1000 * ident, lines=lines, kind=kind,
-                                    label=frame)
+                      for n in reversed(text.split("+")))  # innermost first
+        locations[ident] = Location(id=ident, address=0x1000 * ident, lines=lines, kind=kind)
         return ident
 
     for comm, pid, tid, weight, frames in samples:
@@ -181,25 +179,18 @@ class App:
     def title(self):
         return self.page.title()
 
-    def _toolbar(self):
-        """JS: the toolbar element (the parent of the view tabs)."""
-        return """(() => {
-            const tab = Array.from(document.querySelectorAll('div'))
-              .find(d => d.childElementCount === 0 && d.textContent.endsWith('Time Order')
-                         || d.textContent === '\\u{1F570}Time Order');
-            let el = tab;
-            while (el && !el.textContent.includes('Export')) el = el.parentElement;
-            return el;
-          })()"""
-
     def profile_name(self):
-        """The toolbar's middle: the active profile's name (and "(i/n)")."""
-        return self.page.evaluate(f"""() => {{
-            const toolbar = {self._toolbar()};
-            const parts = Array.from(toolbar.childNodes).filter(n =>
-                !n.textContent.includes('Time Order') && !n.textContent.includes('Import'));
-            return parts.map(n => n.nodeType === 3 ? n.textContent : n.innerText).join('').trim();
-          }}""")
+        """The toolbar's middle: the active profile's name (and "(i/n)"). The
+        toolbar is the parent of the view tabs; its last child holds Export."""
+        return self.page.evaluate("""() => {
+            const tabs = Array.from(document.querySelectorAll('div')).find(d =>
+                d.textContent.includes('Time Order') && d.textContent.endsWith('Sandwich'));
+            const toolbar = tabs.parentElement;
+            return Array.from(toolbar.childNodes)
+              .filter(n => n !== tabs && n !== toolbar.lastElementChild)
+              .map(n => n.nodeType === Node.TEXT_NODE ? n.textContent : n.innerText)
+              .join('').trim().split('\\n')[0];  // below it: the chooser, when open
+          }""")
 
     def profile_list(self):
         """The profile chooser, shown by hovering the name: (index, name, weight) rows."""
@@ -211,17 +202,19 @@ class App:
     def choose_profile(self, name):
         self.page.get_by_text("(1/", exact=False).first.hover()
         self.page.locator(f'tr[title="{name}"]').dispatch_event("mouseup")
+        self.page.mouse.move(1, 450)  # off the toolbar: the chooser closes
         self.page.wait_for_function(
             f"() => document.title && document.body.innerText.includes({json.dumps(name)})")
 
     def sandwich(self):
         """The Sandwich view's table: (name, total, self) per row, as shown,
-        the weights without their percentages."""
+        the weights without their percentages (the rows with a title are the
+        profile chooser's)."""
         self.page.get_by_text("Sandwich").click()
         self.page.wait_for_function(
             "() => Array.from(document.querySelectorAll('th')).some(th => "
             "th.textContent.includes('Symbol Name'))")
-        rows = self.page.evaluate("""() => Array.from(document.querySelectorAll('tr'))
+        rows = self.page.evaluate("""() => Array.from(document.querySelectorAll('tr:not([title])'))
             .filter(tr => tr.cells.length === 3 && tr.querySelector('td'))
             .map(tr => Array.from(tr.cells, td => td.textContent.trim()))""")
         return sorted((name, total.rsplit(" (", 1)[0], self_.rsplit(" (", 1)[0])
@@ -379,23 +372,21 @@ def test_a_live_recording_through_report(app, tmp_path):
     document = json.loads(data)
     app.open("spin.speedscope.json", data)
 
-    # The oracle: the folded stacks of the same recording.
+    # The oracle: the folded stacks of the same recording, per process.
     totals = collections.Counter()
     for line in folded:
         stack, count = line.rsplit(" ", 1)
         totals[stack.split(";", 1)[0]] += int(count)
-    spin = next(name for name in totals if name.startswith("spin-"))
+    spin = next(name for name in totals if name.startswith(f"{exe.name}-"))
     names = [p["name"] for p in document["profiles"]]
-    assert spin in names
+    assert sorted(names) == sorted(totals)
     index = names.index(spin)
-    if index:
-        app.choose_profile(spin)
-    shown_name = app.profile_name()
-    assert shown_name.split(" (")[0] == spin
     if len(names) > 1:
-        assert [spin, shown(totals[spin], "none")] in [row[1:] for row in app.profile_list()]
+        assert [str(index + 1), spin, shown(totals[spin], "none")] in app.profile_list()
+        if index:
+            app.choose_profile(spin)
+    assert app.profile_name().split(" (")[0] == spin
     rows = app.sandwich()
-    assert ("spin_middle", shown(totals[spin], "none")) in {(n, t) for n, t, _ in rows} or \
-        any(n == "spin_leaf" for n, _, _ in rows)
-    assert any(n == "spin_leaf" for n, _, _ in rows)
+    assert sum(int(self_.replace(",", "")) for _, _, self_ in rows) == totals[spin]
+    assert {"main", "spin_middle", "spin_leaf"} <= {name for name, _, _ in rows}
     check_sandwich(app, document, index)
