@@ -10,6 +10,7 @@ setup: system $(STAMP)
 
 system:
 	@bash scripts/setup-system.sh
+	@bash scripts/install-speedscope.sh
 
 # --system-site-packages: BCC comes from Debian (python3-bpfcc), not PyPI.
 # compat editable mode: a plain path entry, no import hook at every start-up.

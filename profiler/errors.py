@@ -55,6 +55,13 @@ class OutputError(ProfilerError):
     """The output cannot be written, or a saved profile cannot be read."""
 
 
+class BadProfileError(OutputError):
+    """A profile given to `report` or `compare` cannot be read (bad input:
+    exit 2, as for bad arguments)."""
+
+    exit_status = 2
+
+
 class Interrupted(ProfilerError):
     """Ctrl-C or SIGTERM before sampling started: nothing to write. Exits as
     an interrupted program does (128 + the signal's number)."""

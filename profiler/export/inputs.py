@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from profiler.errors import OutputError
+from profiler.errors import BadProfileError, OutputError
 from profiler.model.profile import Profile, sample_index
 from profiler.model.raw import MAX_RAW_BYTES, RawProfile
 
@@ -58,9 +58,26 @@ def kind_of(data: bytes) -> str:
 
 
 def read_input(path: str, *, sample_type: str | int | None = None) -> Input:
-    """One OutputError (message and remedy) for anything unreadable."""
+    """One BadProfileError (message and remedy) for anything unreadable."""
+    try:
+        return _read_input(path, sample_type)
+    except BadProfileError:
+        raise
+    except OutputError as err:
+        raise BadProfileError(err.message, err.remedy) from None
+
+
+_BY_EXTENSION = ((".speedscope.json", "speedscope"), (".pb.gz", "pprof"), (".pb", "pprof"),
+                 (".pprof", "pprof"), (".json", "raw"))
+
+
+def _read_input(path: str, sample_type: str | int | None) -> Input:
     data = read_bytes(path)
     kind = kind_of(data)
+    if kind == "folded":  # text that is not JSON: a file named as JSON or pprof is damaged
+        named = next((k for ext, k in _BY_EXTENSION if path.lower().endswith(ext)), None)
+        if named is not None:
+            raise OutputError(f"{path} is not a {named} profile (it holds plain text)", HINT)
     if kind in _COMPRESSED.values():
         raise OutputError(f"{path} is {kind}-compressed", f"decompress it first, or {HINT}")
     if kind == "binary":

@@ -116,6 +116,6 @@ def test_a_compressed_or_binary_file_given_to_report_is_one_message(files):
         p = subprocess.run([sys.executable, "-m", "profiler", "report", str(files / name),
                             "-o", str(files / "x.svg")], capture_output=True, timeout=60)
         text = p.stderr.decode()
-        assert p.returncode == 1 and "Traceback" not in text, text
+        assert p.returncode == 2 and "Traceback" not in text, text  # bad input: 2
         assert text.count("profiler: error:") == 1 and words in text, text
-    assert cli.main(["report", str(files), "-o", str(files / "x.svg")]) == 1  # a directory
+    assert cli.main(["report", str(files), "-o", str(files / "x.svg")]) == 2  # a directory

@@ -7,7 +7,8 @@ machine with the same compiler: named frames, a frame in no function, an
 unmapped address, a JIT frame named by a perf map, kernel addresses that
 name nothing, per-thread counts. The folded and SVG goldens were written by
 the pipeline before the profile model existed (strings all the way), so
-they prove the model changed no byte. After an intended change, rewrite
+they prove the model changed no byte; pprof (its protobuf, the build
+directory made constant) and speedscope have goldens of their own. After an intended change, rewrite
 them with `.venv/bin/python -m pytest tests/golden --bless` and review the
 diff.
 """
@@ -33,7 +34,8 @@ __attribute__((noinline)) void middle(void) { leaf(); sink++; }
 __attribute__((noinline)) void outer(void) { middle(); sink++; }
 int main(void) { outer(); return 0; }
 """
-OUTPUTS = {"folded": "profile.folded", "svg": "profile.svg"}
+OUTPUTS = {"folded": "profile.folded", "svg": "profile.svg", "pprof": "profile.pb",
+           "speedscope": "profile.speedscope.json"}
 
 
 def _build(tmp: pathlib.Path) -> tuple[pathlib.Path, dict[str, int]]:
@@ -115,7 +117,24 @@ def check(name: str, data: bytes, bless: bool) -> None:
     assert data == golden.read_bytes(), f"{golden.name} differs; if intended, re-bless"
 
 
+def _pprof_without_the_build_dir(data: bytes, build_dir: str) -> bytes:
+    """The protobuf inside, with the test's temporary directory (in the
+    mapping's file name) made constant."""
+    from profiler.export.pprof import decompress
+    from profiler.export.pprof_proto import profile_pb2
+    pb = profile_pb2.Profile.FromString(decompress(data))
+    strings = [t.replace(build_dir, "/BUILD") for t in pb.string_table]
+    del pb.string_table[:]
+    pb.string_table.extend(strings)
+    return pb.SerializeToString(deterministic=True)
+
+
 @pytest.mark.parametrize("kind", sorted(OUTPUTS))
 def test_report_output_is_golden(kind, tmp_path, bless):
     raw = raw_profile(tmp_path)
-    check(OUTPUTS[kind], report(raw, tmp_path / OUTPUTS[kind]), bless)
+    out = tmp_path / ("profile.pb.gz" if kind == "pprof" else OUTPUTS[kind])
+    data = report(raw, out)
+    if kind == "pprof":
+        assert data[:2] == b"\x1f\x8b" and data[4:8] == bytes(4)  # gzip, mtime 0
+        data = _pprof_without_the_build_dir(data, str(tmp_path))
+    check(OUTPUTS[kind], data, bless)

@@ -64,7 +64,7 @@ def test_a_million_frame_stack_is_refused_quickly(tmp_path, capsys):
     status = cli.main(["report", str(raw), "-o", str(tmp_path / "x.svg")])
     took = time.monotonic() - t0
     err = capsys.readouterr().err
-    assert status == 1 and "1000000 frames, more than the recorder's" in err
+    assert status == 2 and "1000000 frames, more than the recorder's" in err
     assert took < 2.0, f"{took:.2f} s"
     print(f"1e6-frame raw profile refused in {took:.3f} s")
 
