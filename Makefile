@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | system
 	touch $(STAMP)
 
 demo: setup
-	@$(PY) -m profiler.demo
+	@$(PY) -m profiler.cli.demo
 
 test: setup
 	$(PY) -m pytest -q -ra

@@ -14,7 +14,7 @@ Prints, side by side:
     moves much less than either figure;
   - wall time and peak RSS of a whole 1 s profile (99 Hz, -p PID, to a file:
     SVG for ours, folded text for BCC's), best of N, interleaved. Ours loads
-    the program it compiled and kept on its first run (profiler/bpf_image.py);
+    the program it compiled and kept on its first run (profiler/record/bpf/image.py);
     the row "first run" is ours compiling it (PROFILER_NO_PROGRAM_CACHE=1),
     as BCC's tool does on every run;
   - samples lost on the many-stacks workload (a random walk through 8
@@ -36,7 +36,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from profiler.kheaders import kernel_source, plan_headers  # noqa: E402
+from profiler.record.kheaders import kernel_source, plan_headers  # noqa: E402
 
 BCC_PROFILE = "/usr/sbin/profile-bpfcc"
 # Frame pointers, as BCC's tool walks: the same work on both sides.

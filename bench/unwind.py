@@ -16,7 +16,7 @@ python3 (pyenv's, not its shim) running a pure-Python loop. Prints one table:
      the tools themselves on CPU 1, so every program run is a sample of the
      workload; the "both" row runs both processes unpinned on every CPU;
   2. bytes per sample through the copy ring: the lengths of the stack copies
-     of a real dwarf recording (run in-process, profiler.recorder.record,
+     of a real dwarf recording (run in-process, profiler.record.recorder.record,
      with BpfSampler.on_copy wrapped to keep the copies), plus the 72-byte
      copy head and the ring's 8-byte record header, rounded to 8;
   3. user-space unwinding cost per sample of those copies, timed in-process:
@@ -54,12 +54,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from record import BCC_PROFILE, OURS, perf_event_progs  # noqa: E402  (bench/record.py)
-from profiler.kheaders import kernel_source, plan_headers  # noqa: E402
+from profiler.record.kheaders import kernel_source, plan_headers  # noqa: E402
 from profiler.model.raw import TRUNCATED  # noqa: E402
 
 WORKLOADS = ROOT / "bench" / "workloads"
 FREQ = "999"
-COPY_HEAD = 72  # struct copy_head (profiler/bpf_program.py COPY_HEAD)
+COPY_HEAD = 72  # struct copy_head (profiler/record/bpf/program.py COPY_HEAD)
 RING_HEADER = 8  # BPF_RINGBUF_HDR_SZ
 WARM_PASSES = 5
 PY_LOOP = """\
@@ -266,7 +266,8 @@ def estimate(cost: dict, filtered: dict[str, float]) -> dict[str, float]:
 def capture_copies(pids: list[int], seconds: float) -> dict:
     """Record dwarf in-process for `seconds`, keeping every stack copy, the
     frames the live unwinder gave it and the time it took."""
-    from profiler import bpf_program, recorder
+    from profiler.record.bpf import program as bpf_program
+    from profiler.record import recorder
     from profiler.options import CallGraph, RecordOptions, Sampling, Target, TargetKind
 
     got: dict = {"copies": [], "frames": [], "live_ns": 0, "tracker": None, "max_depth": 127}

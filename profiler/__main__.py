@@ -1,4 +1,4 @@
 """`python -m profiler ...` runs the profiler CLI."""
-from profiler.cli import main_entry
+from profiler.cli.main import main_entry
 
 main_entry()

@@ -8,7 +8,7 @@ import pytest
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "profiler.cli", "compare", *args],
+    return subprocess.run([sys.executable, "-m", "profiler.cli.main", "compare", *args],
                           capture_output=True, text=True, cwd=cwd, timeout=60)
 
 

@@ -109,7 +109,7 @@ def test_a_full_file_system_is_one_message(files):
 
 
 def test_a_compressed_or_binary_file_given_to_report_is_one_message(files):
-    from profiler import cli
+    from profiler.cli import main as cli
     (files / "cpu.pb.gz").write_bytes(gzip.compress(b"\x00\x01binary profile"))
     (files / "bin.json").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
     for name, words in (("cpu.pb.gz", "not a pprof profile"), ("bin.json", "binary data")):

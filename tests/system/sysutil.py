@@ -44,7 +44,7 @@ def bpf_ready() -> None:
     require(os.geteuid() == 0, "needs root (BPF)")
     require(_bcc_importable(), "needs BCC (python3-bpfcc) importable from this python")
     from profiler.errors import KernelHeadersError
-    from profiler.kheaders import plan_headers
+    from profiler.record.kheaders import plan_headers
     try:
         plan_headers()
         ok = True
@@ -132,7 +132,7 @@ def _our_maps() -> dict[int, str]:
 
 
 def _command_cgroups() -> set[str]:
-    from profiler import cgroup
+    from profiler.record import cgroup
     found = set()
     for parent in cgroup._parents():
         with contextlib.suppress(OSError):
@@ -186,7 +186,7 @@ def no_leftovers():
     require(shutil.which("bpftool") is not None, "needs bpftool")
     import ctypes
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
-    from profiler.cgroup import owner_alive
+    from profiler.record.cgroup import owner_alive
     before = set(_our_programs())
     maps_before = set(_our_maps())
     cgroups_before = _command_cgroups()

@@ -34,7 +34,7 @@ def _build(tmp_path, source: str, *extra: str) -> str:
 
 
 def _cgroups_of(pid: int) -> list[str]:
-    from profiler import cgroup
+    from profiler.record import cgroup
     return [str(p / e) for p in cgroup._parents() for e in os.listdir(p)
             if e.startswith(f"profiler-{pid}-")]
 

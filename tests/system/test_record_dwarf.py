@@ -377,10 +377,10 @@ def svg_frames(svg: str) -> list[tuple[str, int, float, float, float]]:
 
 
 def test_make_demo_hangs_its_samples_under_main(bpf_ready, tmp_path, no_leftovers):
-    """`make demo` (python -m profiler.demo): its workload sorts with libc's
+    """`make demo` (python -m profiler.cli.demo): its workload sorts with libc's
     qsort; the comparison callback and qsort's own merge sort (libc, no frame
     pointers) must hang under main, not under the process name."""
-    run = subprocess.run([*profiler_cmd()[:2], "profiler.demo"],
+    run = subprocess.run([*profiler_cmd()[:2], "profiler.cli.demo"],
                          cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=REPO))
     assert run.returncode == 0, run.stderr

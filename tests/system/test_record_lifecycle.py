@@ -22,7 +22,7 @@ def _one_message(stderr: str) -> None:
 
 
 def test_unsupported_event_is_refused_before_loading(bpf_ready, no_leftovers, tmp_path):
-    from profiler.events import probe, build_attr, resolve_event
+    from profiler.record.events import probe, build_attr, resolve_event
     from profiler.options import Sampling
     if probe(build_attr(resolve_event("cycles"), Sampling()), 0) is None:
         pytest.skip("this machine has a PMU: cycles works")
@@ -184,7 +184,7 @@ def test_list_events_asks_the_kernel(bpf_ready):
     assert run.returncode == 0, run.stderr
     names = [l.split()[0] for l in run.stdout.splitlines()]
     assert "cpu-clock" in names and "page-faults" in names
-    from profiler.events import probe, build_attr, resolve_event
+    from profiler.record.events import probe, build_attr, resolve_event
     from profiler.options import Sampling
     cycles_ok = probe(build_attr(resolve_event("cycles"), Sampling()), 0) is None
     assert ("cycles" in names) == cycles_ok
@@ -284,7 +284,7 @@ def test_no_kernel_headers_is_one_message_saying_what_was_tried(bpf_ready, tmp_p
 def test_make_demo_profiles_its_workload_live(bpf_ready, tmp_path):
     """What `make demo` runs once setup is done: a live profile, not the
     bundled fallback."""
-    run = subprocess.run([*profiler_cmd()[:2], "profiler.demo"], cwd=str(tmp_path),
+    run = subprocess.run([*profiler_cmd()[:2], "profiler.cli.demo"], cwd=str(tmp_path),
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=REPO))
     assert run.returncode == 0, run.stderr

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import require
-from profiler.recorder import online_cpus
+from profiler.record.recorder import online_cpus
 from sysutil import REPO, bpf_ready, parse_folded, profiler_cmd, run_profiler, workloads  # noqa: F401
 
 pytestmark = pytest.mark.root

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from profiler import cli
+from profiler.cli import main as cli
 from profiler.options import CallGraph, RecordOptions, Target, TargetKind
 from profiler.model.profile import Function, Line, Location, Mapping, Profile, Sample, ValueType
 from profiler.symbolize.summary import early_ends

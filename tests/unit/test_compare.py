@@ -6,10 +6,10 @@ import pytest
 
 from flamegraph.api import render
 from flamegraph.options import Options
-from profiler.compare import (CompareOptions, Metric, compare, differential_lines,
+from profiler.compare.analysis import (CompareOptions, Metric, compare, differential_lines,
                               function_counts, load_profile, poisson_rate_p,
                               two_proportion_p)
-from profiler.compare_report import md_escape, to_json, to_markdown
+from profiler.compare.report import md_escape, to_json, to_markdown
 
 
 def profile(label, counts):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profiler import cli
+from profiler.cli import main as cli
 from profiler.errors import OutputError, ProfilerError
 from profiler.model.raw import EXTRA_FRAMES, RawProfile
 from profiler.symbolize.summary import losses_of
@@ -190,7 +190,7 @@ def test_a_perf_map_is_read_within_its_budget(tmp_path):
 
 
 def test_kept_perf_maps_warn_once_when_over_the_budget(tmp_path, monkeypatch):
-    from profiler.procwatch import FileKeeper
+    from profiler.record.procwatch import FileKeeper
     monkeypatch.setattr(perfmap, "MAX_PERF_MAP_MEMORY", 50 * perfmap.ENTRY_COST)
     keeper = FileKeeper()
     for pid in (1, 2):
@@ -210,7 +210,7 @@ def test_kept_perf_maps_warn_once_when_over_the_budget(tmp_path, monkeypatch):
 def test_a_child_gone_before_its_maps_are_read_inherits_its_parents():
     """A (forked by us) forks B, which exits at once; A does not reap it.
     B's maps read empty (a zombie): it gets A's last snapshot."""
-    from profiler.procwatch import ProcessTracker
+    from profiler.record.procwatch import ProcessTracker
     r, w = os.pipe()
     a = os.fork()
     if a == 0:

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from profiler import bpf_image
-from profiler.bpf_image import Image, MapSpec, ProgSpec
+from profiler.record.bpf import image as bpf_image
+from profiler.record.bpf.image import Image, MapSpec, ProgSpec
 
 
 def ld_map_fd(dst: int, fd: int) -> bytes:
@@ -141,7 +141,7 @@ class FakeBatchLib:
 
 
 def test_a_failing_batch_keeps_what_it_already_took(monkeypatch):
-    from profiler import bpf_maps
+    from profiler.record.bpf import maps as bpf_maps
     fake = FakeBatchLib()
     monkeypatch.setattr(bpf_maps, "_LIB", fake)
     table = bpf_maps.BpfMap(3, 4, 8, 6, 1)

@@ -1,5 +1,5 @@
 """Finding the cgroup v2 hierarchy and our place in it (pure parsers)."""
-from profiler.cgroup import parse_cgroup2_mount, parse_own_cgroup
+from profiler.record.cgroup import parse_cgroup2_mount, parse_own_cgroup
 
 HYBRID = """\
 25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw

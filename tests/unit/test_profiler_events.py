@@ -4,7 +4,7 @@ import struct
 import pytest
 
 from profiler.errors import UnsupportedEventError
-from profiler.events import (ATTR_SIZE, TYPE_HARDWARE, TYPE_HW_CACHE, TYPE_RAW, TYPE_SOFTWARE,
+from profiler.record.events import (ATTR_SIZE, TYPE_HARDWARE, TYPE_HW_CACHE, TYPE_RAW, TYPE_SOFTWARE,
                              build_attr, known_event_names, resolve_event)
 from profiler.options import Sampling
 
@@ -71,8 +71,8 @@ def test_every_known_name_resolves():
 # ------------------------------------------------------------ PMUs in sysfs
 
 from profiler.errors import UsageError  # noqa: E402
-from profiler.events import check_rate  # noqa: E402
-from profiler.pmus import Pmu, encode_terms, parse_format, parse_terms, read_pmus  # noqa: E402
+from profiler.record.events import check_rate  # noqa: E402
+from profiler.record.pmus import Pmu, encode_terms, parse_format, parse_terms, read_pmus  # noqa: E402
 
 
 def _sysfs(root, name, type_, formats, events):
@@ -132,7 +132,7 @@ def test_pmu_events_resolve_from_sysfs_and_reach_the_attr(tmp_path):
 
 
 def test_a_rate_above_the_kernels_limit_is_refused_with_the_limit(monkeypatch):
-    import profiler.events as events
+    import profiler.record.events as events
     monkeypatch.setattr(events, "max_sample_rate", lambda: 50000)
     check_rate(Sampling(frequency=50000))
     check_rate(Sampling(frequency=None, period=1))
@@ -156,7 +156,7 @@ def test_terms_as_perf_reads_them():
 
 
 def test_a_pmu_counting_on_some_cpus_limits_the_cpus(tmp_path, monkeypatch):
-    from profiler import recorder
+    from profiler.record import recorder
     _sysfs(tmp_path, "cpu_atom", 10, {"event": "config:0-7"}, {"cycles": "event=0x3c"})
     (tmp_path / "cpu_atom" / "cpus").write_text("2-3\n")
     pmus = read_pmus(str(tmp_path))
@@ -172,6 +172,6 @@ def test_a_pmu_counting_on_some_cpus_limits_the_cpus(tmp_path, monkeypatch):
 
 
 def test_cpu_lists_as_sysfs_writes_them():
-    from profiler.cpus import parse_cpu_list
+    from profiler.record.cpus import parse_cpu_list
     assert parse_cpu_list("0-3,8\n") == (0, 1, 2, 3, 8)
     assert parse_cpu_list("5") == (5,) and parse_cpu_list("\n") == ()

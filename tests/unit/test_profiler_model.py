@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from profiler import cli
+from profiler.cli import main as cli
 from profiler.errors import KernelHeadersError, OutputError
-from profiler.kheaders import plan_headers
+from profiler.record.kheaders import plan_headers
 from profiler.model.maps import MapEntry
 from profiler.model.raw import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.options import (Grouping, OutputFormat, OutputOptions, RecordOptions, Sampling,
@@ -129,7 +129,7 @@ def test_headers_plan(tmp_path):
 @pytest.mark.parametrize("cgroup_v2", [True, False])
 def test_print_program_for_a_command_shows_the_filter_a_run_compiles(capsys, monkeypatch,
                                                                      cgroup_v2):
-    from profiler import cgroup
+    from profiler.record import cgroup
     monkeypatch.setattr(cgroup, "available", lambda: cgroup_v2)
     assert cli.main(["record", "--print-program", "--", "ls"]) == 0
     out = capsys.readouterr().out

@@ -7,14 +7,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from profiler import cli
+from profiler.cli import main as cli
 from profiler.errors import OutputError
 from profiler.model.raw import RawProfile, describe_exit
 from profiler.options import Grouping, OutputFormat
-from profiler.output import check_writable, rescue, write_output
+from profiler.export.write import check_writable, rescue, write_output
 from profiler.symbolize.build import build_profile
 from profiler.symbolize.summary import NO_SAMPLES
-from profiler.recorder import FILL_HIGH, FILL_LOW, SHORTEST_DRAIN, next_drain_interval
+from profiler.record.recorder import FILL_HIGH, FILL_LOW, SHORTEST_DRAIN, next_drain_interval
 from test_profiler_model import profile
 
 

@@ -465,9 +465,9 @@ def test_saved_profile_never_reads_another_file_at_the_path(small_binary, tmp_pa
 def test_kept_perf_map_is_read_at_the_end_and_only_used_entries_are_saved(tmp_path):
     """FileKeeper opens the map while the process runs and reads it when
     asked, late lines included; the profile keeps the entries it needs."""
-    from profiler.procwatch import FileKeeper
+    from profiler.record.procwatch import FileKeeper
     from profiler.model.raw import CountRecord
-    from profiler.recorder import _jit_entries
+    from profiler.record.recorder import _jit_entries
     pid = os.getpid()
     path = _planted_map(pid)
     keeper = FileKeeper()

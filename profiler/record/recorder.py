@@ -13,16 +13,16 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from profiler import events
+from profiler.record import events
 from profiler.errors import Interrupted, TargetError, UnsupportedEventError, UsageError
-from profiler.kheaders import plan_headers
-from profiler import cgroup as cgroup_module
-from profiler.cgroup import CommandCgroup
-from profiler.cpus import online_cpus
-from profiler.launcher import Launcher
+from profiler.record.kheaders import plan_headers
+from profiler.record import cgroup as cgroup_module
+from profiler.record.cgroup import CommandCgroup
+from profiler.record.cpus import online_cpus
+from profiler.record.launcher import Launcher
 from profiler.model.raw import CountRecord, RawProfile, RecordingInfo
 from profiler.options import RecordOptions, TargetKind
-from profiler.procwatch import FileKeeper, ProcessTracker, alive
+from profiler.record.procwatch import FileKeeper, ProcessTracker, alive
 from profiler.binary.addresses import code_address
 
 POLL = 0.1  # seconds: how often the loop wakes to check stop conditions
@@ -151,7 +151,7 @@ def record(options: RecordOptions,
     flag: dict = {}
     with _stop_on_signals(flag), contextlib.ExitStack() as owned:
         _test_signal("start")
-        from profiler import bpf_program  # imports bcc lazily, when constructed
+        from profiler.record.bpf import program as bpf_program  # imports bcc lazily, when constructed
 
         bpf_program.check_privileges()
         event = events.resolve_event(options.event)
@@ -217,7 +217,7 @@ def _warm_up() -> None:
     memory would add to theirs.
     """
     import flamegraph.api  # noqa: F401  (svgwrite)
-    import profiler.output  # noqa: F401  (the symbolizer)
+    import profiler.export.write  # noqa: F401  (the symbolizer)
 
 
 def _copy_unwinder(sampler, tracker):
@@ -329,7 +329,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
-    from profiler.bpf_program import unpack_stack
+    from profiler.record.bpf.program import unpack_stack
     stacks = {key: unpack_stack(packed) for key, packed in stacks.items()}
     profile = RawProfile(info=info, counts=records, stacks=stacks,
                          processes=processes, stats=stats,

@@ -3,7 +3,7 @@
 libbcc_bpf is the small part of BCC: the bpf() system-call wrappers, 0.4 MB,
 without the 100 MB of LLVM in libbcc. Reading maps through it rather than
 BCC's Table objects lets a run load a compiled program it kept
-(profiler/bpf_image.py) without importing BCC at all. Keys and values are
+(profiler/record/bpf/image.py) without importing BCC at all. Keys and values are
 bytes here; the recorder unpacks them with `struct`.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import platform
 import time
 from typing import Callable
 
-from profiler.cpus import possible_cpus
+from profiler.record.cpus import possible_cpus
 
 _LIB: ct.CDLL | None = None
 RINGBUF_CALLBACK = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_int)

@@ -20,14 +20,16 @@ import tempfile
 import time
 from typing import Callable, Iterator
 
-from profiler import bpf_image, bpf_maps, events
+from profiler.record.bpf import image as bpf_image
+from profiler.record.bpf import maps as bpf_maps
+from profiler.record import events
 from profiler.errors import BccMissingError, CompileError, NotPermittedError
-from profiler.events import PerfEventAttr
-from profiler.kheaders import HeadersPlan, kernel_source
-from profiler.cpus import possible_cpus
+from profiler.record.events import PerfEventAttr
+from profiler.record.kheaders import HeadersPlan, kernel_source
+from profiler.record.cpus import possible_cpus
 from profiler.options import CallGraph, RecordOptions, StackSides, TargetKind
 
-SOURCE = pathlib.Path(__file__).resolve().parent / "bpf" / "profile.bpf.c"
+SOURCE = pathlib.Path(__file__).resolve().parent / "profile.bpf.c"
 SAMPLE_FN = b"prof_sample"
 EXEC_FN = b"prof_exec"
 PROGRAM_NAMES = ("prof_sample", "prof_exec")  # as bpftool lists them
@@ -245,9 +247,9 @@ UnwindCopy = Callable[[StackCopy], tuple[int, ...]]
 class BpfSampler:
     """The loaded program, attached perf events and the maps of one run.
 
-    The program comes from a kept image when one matches (bpf_image.py: no
+    The program comes from a kept image when one matches (image.py: no
     compiling, BCC not even imported), else from BCC, and is kept then. Maps
-    are read through libbcc_bpf (bpf_maps.py) either way.
+    are read through libbcc_bpf (maps.py) either way.
     """
 
     def __init__(self, options: RecordOptions, plan: HeadersPlan,

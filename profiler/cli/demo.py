@@ -15,7 +15,7 @@ import tempfile
 from profiler.errors import ProfilerError
 from profiler.options import RecordOptions, Sampling, Target, TargetKind
 
-DATA = pathlib.Path(__file__).resolve().parent / "data"
+DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 SECONDS = 3
 
 
@@ -39,9 +39,9 @@ def main() -> int:
         exe = pathlib.Path(tmp) / "demo-server"
         subprocess.run([gcc, "-O2", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls",
                         "-o", str(exe), str(DATA / "demo_workload.c")], check=True)
-        from profiler.output import write_output
+        from profiler.export.write import write_output
         from profiler.options import Grouping, OutputFormat
-        from profiler.recorder import record
+        from profiler.record.recorder import record
         options = RecordOptions(target=Target(kind=TargetKind.COMMAND,
                                               command=(str(exe), str(SECONDS))),
                                 sampling=Sampling(frequency=999))

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The perf_event sampling program of `profiler record`, compiled by BCC.
 //
-// Configured only with -D flags (see profiler/bpf_program.py, `defines()`):
+// Configured only with -D flags (see profiler/record/bpf/program.py, `defines()`):
 //   MAX_DEPTH           frames kept per stack (kernel.perf_event_max_stack)
 //   STACK_STORAGE_SIZE  distinct stacks held between two drains
 //   COUNTS_SIZE         distinct (process, thread, comm, stacks) keys per drain
@@ -24,7 +24,7 @@
 //
 // Nothing that changes from run to run (a pid, a cgroup id) is compiled in,
 // so one compiled program serves every run with the same options (see
-// profiler/bpf_image.py: the compiled program is kept and loaded without
+// profiler/record/bpf/image.py: the compiled program is kept and loaded without
 // compiling again).
 //
 // A stack is stored the way BCC's profile tool stores it, in a stack-trace
@@ -99,7 +99,7 @@
 #define RECENT_SLOTS 1024  // per-CPU cache of stack hashes already stored; a power of 2
 #endif
 
-// Indexes of `stats`; keep in step with STATS in profiler/bpf_program.py.
+// Indexes of `stats`; keep in step with STATS in profiler/record/bpf/program.py.
 enum stat_index {
     STAT_SAMPLES = 0,          // samples that passed the filters
     STAT_LOST_STACK_FULL = 1,  // stack store full (or busy): sample dropped

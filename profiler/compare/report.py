@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from profiler.compare import SIGNIFICANCE, Comparison, FunctionChange, Metric, Side
+from profiler.compare.analysis import SIGNIFICANCE, Comparison, FunctionChange, Metric, Side
 
 SCHEMA = "profiler-compare/1"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~<>&-])")

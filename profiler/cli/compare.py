@@ -13,9 +13,9 @@ import sys
 from flamegraph.folded import decode_lines
 from flamegraph.options import Options
 from flamegraph.output import write_atomically
-from profiler.compare import (SIGNIFICANCE, CompareOptions, Comparison, Metric, Profile,
+from profiler.compare.analysis import (SIGNIFICANCE, CompareOptions, Comparison, Metric, Profile,
                               compare, differential_lines, load_profile)
-from profiler.compare_report import to_json, to_markdown
+from profiler.compare.report import to_json, to_markdown
 from profiler.errors import ProfilerError
 
 EXIT_REGRESSION = 1

@@ -24,7 +24,7 @@ import stat
 import sys
 import tempfile
 
-from profiler import bpf_maps
+from profiler.record.bpf import maps as bpf_maps
 from profiler.binary.cache import default_directory
 from profiler.binary.readfile import ours_alone
 

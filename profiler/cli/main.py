@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-events", help="print the events this machine can sample on")
     try:
-        from profiler.compare_cli import add_compare_parser
+        from profiler.cli.compare import add_compare_parser
     except ImportError:  # the compare command is optional
         pass
     else:
@@ -240,19 +240,19 @@ def _progress_printer():
 def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
     options = record_options(ns, command)
     if options.print_program:
-        from profiler import cgroup
-        from profiler.bpf_program import defines, program_text
+        from profiler.record import cgroup
+        from profiler.record.bpf.program import defines, program_text
         by_cgroup = options.target.kind is opt.TargetKind.COMMAND and cgroup.available()
         _write_stdout(program_text(defines(options, by_cgroup)))
         return 0
     out = output_options(ns)
     render = _render_factory(ns) if out.format is opt.OutputFormat.SVG else None
-    from profiler.bpf_program import check_privileges
-    from profiler.output import check_writable, rescue_places
+    from profiler.record.bpf.program import check_privileges
+    from profiler.export.write import check_writable, rescue_places
     check_privileges()
     check_writable(out.path)  # now: a recording must not end in a failed write
     places = rescue_places(out.path)  # absolute, now: the cwd may vanish during the run
-    from profiler.recorder import record
+    from profiler.record.recorder import record
     recording = record(options, _progress_printer() if options.show_progress else None)
     try:
         if options.show_progress:
@@ -294,7 +294,7 @@ def _interrupt_on_sigterm() -> Iterator[None]:
 def _rescue(profile, path: str, err: BaseException, places: tuple[str, ...]) -> None:
     """Save the recording as a raw profile and say where: in the error's
     remedy for a known failure (printed next), else on stderr now."""
-    from profiler.output import rescue
+    from profiler.export.write import rescue
     signals = {signal.SIGINT, signal.SIGTERM}
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # a second Ctrl-C waits
     try:
@@ -341,7 +341,7 @@ def _sample_index(text: str) -> str | int:
 
 
 def _write(raw, out, render, path_for, profile=None):
-    from profiler.output import write_output
+    from profiler.export.write import write_output
     return write_output(raw, out.path, out.format, out.grouping, render, path_for,
                         out.symbolize, profile=profile)
 
@@ -396,9 +396,9 @@ def _summary(raw, out, written) -> None:
 def cmd_list_events() -> int:
     """The events the kernel opens for sampling here, asked one by one."""
     import errno
-    from profiler import events
+    from profiler.record import events
     from profiler.errors import NotPermittedError, UnsupportedEventError
-    from profiler.cpus import online_cpus
+    from profiler.record.cpus import online_cpus
     answers = events.supported_events(opt.Sampling(), online_cpus()[0])
     working = [e for e, failure in answers if failure is None]
     if not working:

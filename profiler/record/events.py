@@ -22,7 +22,7 @@ import struct
 
 from profiler.errors import UnsupportedEventError, UsageError
 from profiler.options import Sampling
-from profiler.pmus import Pmu, encode_terms, parse_terms, read_pmus
+from profiler.record.pmus import Pmu, encode_terms, parse_terms, read_pmus
 
 # include/uapi/linux/perf_event.h
 TYPE_HARDWARE, TYPE_SOFTWARE, TYPE_TRACEPOINT, TYPE_HW_CACHE, TYPE_RAW = 0, 1, 2, 3, 4

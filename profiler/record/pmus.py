@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from profiler.cpus import parse_cpu_list
+from profiler.record.cpus import parse_cpu_list
 
 PMU_ROOT = "/sys/bus/event_source/devices"
 

@@ -1,0 +1,3 @@
+"""The commands: argv -> options, known failures -> one message each.
+main.py: `profiler record | report | list-events`; compare.py: `profiler
+compare`; demo.py: `make demo`."""
