@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import sys
 import tempfile
 from typing import Callable
@@ -11,8 +12,24 @@ from flamegraph.errors import FlameGraphError, WriteError
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Write via a temporary file and rename: a reader never sees half an SVG."""
-    target = pathlib.Path(path)
+    """Write via a temporary file and rename: a reader never sees half an SVG.
+
+    A device, FIFO or socket (`-o /dev/null`, a named pipe) is written in
+    place: renaming a file over it would replace the device node itself (as
+    root, /dev/null would become a regular file). A symbolic link is
+    followed, so the link stays and its target gets the output."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        try:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        except OSError as e:
+            raise WriteError(f"cannot write {path}: {e.strerror}") from None
+        return
+    target = pathlib.Path(os.path.realpath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as e:

@@ -15,8 +15,11 @@ packages=(
   rustc                                 # a Rust workload for the unwinding tests
   libc6-dbg                             # libc's debug info: its CFI and symbols in tests
   golang-go                             # go tool pprof: the oracle of pprof output; Go's own CPU profiles as input
-  nodejs npm                            # speedscope's own app (npm), opened in the browser tests
 )
+# speedscope's own app (npm), opened in the browser tests. A Node.js that
+# brings its own npm (NodeSource's) conflicts with Debian's npm package.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 

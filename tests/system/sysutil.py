@@ -122,7 +122,7 @@ def wait_for_programs(present: bool, timeout: float = 30) -> bool:
 def _our_maps() -> dict[int, str]:
     """Id -> name of the BPF maps now loaded that bear a name of ours."""
     import re
-    source = open(os.path.join(REPO, "profiler", "bpf", "profile.bpf.c")).read()
+    source = open(os.path.join(REPO, "profiler", "record", "bpf", "profile.bpf.c")).read()
     names = {m.group(2) or m.group(1) for m in re.finditer(
         r"^BPF_\w+\((?:\"\w+\",\s*[^,]+,\s*[^,]+,\s*(\w+)|(\w+))", source, re.M)}
     names = {n[:15] for n in names if n}
