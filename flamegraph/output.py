@@ -29,7 +29,12 @@ def write_atomically(path: str, data: bytes) -> None:
         except OSError as e:
             raise WriteError(f"cannot write {path}: {e.strerror}") from None
         return
-    target = pathlib.Path(os.path.realpath(path))
+    target = pathlib.Path(path)
+    if target.is_symlink():
+        try:
+            target = pathlib.Path(os.path.realpath(path))
+        except OSError:  # the current directory is gone: write the path as given
+            pass
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as e:

@@ -89,7 +89,7 @@
 #endif
 #define FP_FIXUP (WANT_USER && !CALL_GRAPH_DWARF)
 #ifndef LEAF_RULES
-#define LEAF_RULES 16384  // (process, leaf pc) pairs whose frame user space has judged
+#define LEAF_RULES 16384  // slots for judged (process, leaf pc) pairs; a power of 2
 #endif
 #ifndef NR_CPUS
 #define NR_CPUS 1  // possible CPUs: one scratch slot each
@@ -202,12 +202,16 @@ struct copy_record {
 // k + 1, or 0 where the CFI says the frame is set up (nothing to add). A
 // pc not judged yet reads the word at sp, which user space uses only if the
 // CFI puts the return address there.
-struct leaf_key {
-    u32 pid;
-    u32 pad;
+// Judgements live in an array indexed by a hash of (process, pc): an array
+// lookup is inlined by the verifier, where a hash map would hash a key on
+// every sample. Two pairs with one slot: the later judgement stays, and the
+// other pair's samples read sp as if not judged yet (still right, as said).
+struct leaf_rule {
     u64 ip;
+    u32 pid;
+    u32 rule;  // k + 1, or 0
 };
-BPF_HASH(leaf_rules, struct leaf_key, u32, LEAF_RULES);
+BPF_ARRAY(leaf_rules, struct leaf_rule, LEAF_RULES);
 #endif
 
 #if CALL_GRAPH_DWARF
@@ -349,35 +353,41 @@ struct user_regs_out {
 // task has no user context (a kernel thread).
 static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct user_regs_out *h)
 {
-    struct pt_regs regs;
 #if defined(__x86_64__)
-    if ((ctx->regs.cs & 3) == 3) {
-        regs = *(struct pt_regs *)&ctx->regs;
+    if ((ctx->regs.cs & 3) == 3) {  // the sample hit user code: the registers are at hand
+        h->ip = ctx->regs.ip;
+        h->sp = ctx->regs.sp;
+        h->fp = ctx->regs.bp;
     } else {
+        struct pt_regs regs;
         void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
         if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
             return 0;
         if ((regs.cs & 3) != 3)
             return 0;
+        h->ip = regs.ip;
+        h->sp = regs.sp;
+        h->fp = regs.bp;
     }
-    h->ip = regs.ip;
-    h->sp = regs.sp;
-    h->fp = regs.bp;
     h->lr = 0;
 #elif defined(__aarch64__)
     if ((ctx->regs.pstate & 0xf) == 0) {  // PSR_MODE_EL0t: user mode
-        regs = *(struct pt_regs *)&ctx->regs;
+        h->ip = ctx->regs.pc;
+        h->sp = ctx->regs.sp;
+        h->fp = ctx->regs.regs[29];
+        h->lr = ctx->regs.regs[30];
     } else {
+        struct pt_regs regs;
         void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
         if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
             return 0;
         if ((regs.pstate & 0xf) != 0)
             return 0;
+        h->ip = regs.pc;
+        h->sp = regs.sp;
+        h->fp = regs.regs[29];
+        h->lr = regs.regs[30];
     }
-    h->ip = regs.pc;
-    h->sp = regs.sp;
-    h->fp = regs.regs[29];
-    h->lr = regs.regs[30];
 #else
     return 0;
 #endif
@@ -385,15 +395,22 @@ static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct use
 }
 
 #if FP_FIXUP
+// Keep in step with leaf_slot() in profiler/record/bpf/program.py.
+static __always_inline u32 leaf_slot(u32 pid, u64 ip)
+{
+    u64 h = (ip ^ ((u64)pid << 40)) * 0x9E3779B97F4A7C15ULL;
+    return (u32)(h >> 40) & (LEAF_RULES - 1);
+}
+
 static __always_inline void read_return_word(struct bpf_perf_event_data *ctx, u32 tgid,
                                              struct sample_key *key)
 {
     struct user_regs_out regs;
     if (tgid == 0 || !user_regs(ctx, &regs))
         return;
-    struct leaf_key lk = {.pid = tgid, .ip = regs.ip};
-    u32 *rule = leaf_rules.lookup(&lk);
-    u64 from = rule ? *rule : 1;
+    u32 slot = leaf_slot(tgid, regs.ip);
+    struct leaf_rule *known = leaf_rules.lookup(&slot);
+    u64 from = known && known->ip == regs.ip && known->pid == tgid ? known->rule : 1;
     if (from == 0)
         return;
     if (bpf_probe_read_user(&key->ret_word, sizeof(key->ret_word),

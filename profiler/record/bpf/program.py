@@ -209,7 +209,14 @@ _SLOT_STATE = 8 + (7 if sys.byteorder == "big" else 0)
 _NONZERO = re.compile(rb"[^\x00]")
 _LOSSES = ("lost_stack_store_full", "lost_counts_map_full")
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
-_LEAF_KEY = struct.Struct("=IIQ")  # struct leaf_key
+_LEAF_RULE = struct.Struct("=QII")  # struct leaf_rule
+
+
+def leaf_slot(pid: int, ip: int, slots: int) -> int:
+    """The slot of leaf_rules a (process, pc) pair is judged in: the
+    program's leaf_slot(), to the bit."""
+    h = ((ip ^ (pid << 40)) * 0x9E3779B97F4A7C15) & (2 ** 64 - 1)
+    return (h >> 40) & (slots - 1)
 _NOTICE = struct.Struct("=II")
 # struct copy_head: pid, tid, kernel_hash, ip, sp, fp, lr, size, flags, comm
 COPY_HEAD = struct.Struct("=IIQQQQQII16s")
@@ -614,9 +621,10 @@ class BpfSampler:
             except Exception:  # a judge that fails judges nothing: no frame is added
                 judged = 0
             self._leaf_rules[(pid, ips[0])] = judged
-            with contextlib.suppress(OSError):  # a full map: later samples read sp still
-                self._maps["leaf_rules"].update(_LEAF_KEY.pack(pid, 0, ips[0]),
-                                                _U32.pack(judged))
+            with contextlib.suppress(OSError):  # refused: later samples read sp still
+                self._maps["leaf_rules"].update(
+                    _U32.pack(leaf_slot(pid, ips[0], self._maps["leaf_rules"].max_entries)),
+                    _LEAF_RULE.pack(ips[0], pid, judged))
         if judged != read_from or (len(ips) > 1 and ips[1] == word):
             return key
         return self._intern((ips[0], word, *ips[1:]), new)
