@@ -7,6 +7,7 @@ requested reports. Exit status: 0 pass, 1 a regression beyond --fail-on,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 
@@ -53,8 +54,9 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"rows per table in the Markdown summary (default {d.top})")
     p.add_argument("--sample-index", metavar="N|NAME",
                    type=lambda t: int(t) if t.isdigit() else t,
-                   help="which sample type of a pprof file to count (default: its default "
-                        "type, else the last, as go tool pprof does)")
+                   help="which sample type of a pprof file to count (default: its sample "
+                        "counts, which the significance test needs; else as go tool pprof: "
+                        "its default type, else the last)")
     p.add_argument("--negate", action="store_true",
                    help="draw the baseline's shape (colors still: red = grew)")
     p.set_defaults(run=run_compare)
@@ -82,7 +84,10 @@ def read_profile(path: str, strip_hex: bool, sample_type: str | int | None = Non
         if kind in ("folded", "binary"):  # read as flamegraph.pl reads any text
             lines = list(decode_lines(data))
         else:
-            lines = profile_lines(inputs.read_input(path, sample_type=sample_type))
+            given = inputs.read_input(path, sample_type=sample_type)
+            if sample_type is None and given.profile is not None:
+                given = dataclasses.replace(given, profile=_counted(given.profile))
+            lines = profile_lines(given)
     except OutputError as err:
         raise CompareInputError(err.message, err.remedy) from None
     profile = load_profile(pathlib.Path(path).name, lines, strip_hex)
@@ -90,6 +95,16 @@ def read_profile(path: str, strip_hex: bool, sample_type: str | int | None = Non
         raise CompareInputError(f"{path} holds no valid folded line with samples",
                                 "expected lines like 'comm;main;work 42'")
     return profile
+
+
+def _counted(profile):
+    """The profile counting samples when it has a count type: the
+    significance test compares sample counts (nanoseconds would make any
+    change look certain)."""
+    counts = [t for t in profile.sample_types if t.unit == "count"]
+    if not counts:
+        return profile
+    return dataclasses.replace(profile, default_sample_type=counts[0].type)
 
 
 def profile_lines(given) -> list[str]:

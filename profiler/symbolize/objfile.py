@@ -42,6 +42,14 @@ class ObjectSymbols:
         get the others, tried only when an address falls through to them."""
         self.module = module
         self.build_id: bytes | None = None  # the file's GNU build-id, when it has one
+        # Where its DWARF may be (symbolize/lines.py looks): the file read,
+        # the path the process mapped, the root reaching it, its debuglink
+        # and the debug directories; path "" for an image held in memory.
+        self.path = ""
+        self.origin = ""
+        self.root = ""
+        self.debuglink: tuple[str, int] | None = None
+        self.debug_dirs: tuple[str, ...] = ()
         self._segments = tuple((s.offset, s.vaddr, s.filesz) for s in segments)
         self._tables = dict(tables)
         self._finders = finders or {}
@@ -73,6 +81,10 @@ class ObjectSymbols:
         table = self._table("dynsym")
         j = table.at(start) if table is not None else -1
         return table.name(j) if j >= 0 and table.ranks[j] < rank else None
+
+    def vaddr_of(self, offset: int) -> int | None:
+        """The ELF virtual address of a file offset (what DWARF speaks)."""
+        return elf_vaddr_in(FileOffset(offset), self._segments)
 
     def name_at(self, offset: int) -> str | None:
         hit = self.lookup(offset)
@@ -168,6 +180,8 @@ def _load(f, path: str, st: os.stat_result, module: str, origin: str, root: str,
             build_id, crc, cache)
     found = ObjectSymbols(module, head.segments, tables, finders)
     found.build_id = build_id
+    found.path, found.origin, found.root = path, origin, root
+    found.debuglink, found.debug_dirs = debuglink, dirs
     return found
 
 
