@@ -76,6 +76,9 @@ class Options:
     total: float | None = None  # override the total (when larger than the input's)
     # --nameattr: function name -> extra attributes (title, href, target, class, id).
     nameattr: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    # frame name -> where its code is ("file.c:12"), shown in its tooltip
+    # only: a program without debug info has none, and its SVG is unchanged.
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
     notes: str = ""
     encoding: str | None = None  # only named in the XML declaration, as flamegraph.pl
     searchcolor: str = "rgb(230,0,230)"

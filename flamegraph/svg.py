@@ -156,8 +156,13 @@ def _frame(box: Box, options: Options, total: float, max_delta: float,
     height = "%.1f" % (box.y2 - box.y1)
     fill = frame_fill(frame.name, frame.delta, max_delta, options.negate, colorer)
     label = "all" if frame.depth == 0 and frame.name == "" else box.label
+    where = options.sources.get(frame.name) if options.sources else None
+    # The source goes in a title of the rect's own, the tooltip a browser
+    # shows over it; the group's first title stays "NAME (N samples, P%)",
+    # which the script reads names from.
+    rect_end = f"><title>{xml_text(title + chr(10) + where)}</title></rect>" if where else " />"
     body = (f'<rect fill="{fill}" height="{height}" rx="2" ry="2" width="{width}" '
-            f'x="{x1}" y="{"%.1f" % box.y1}" />'
+            f'x="{x1}" y="{"%.1f" % box.y1}"{rect_end}'
             f'<text x="{"%.2f" % (box.x1 + 3)}" y="{_num(3 + (box.y1 + box.y2) / 2)}">'
             f'{xml_text(label)}</text>')
     group_attrs = "".join(f' {key}="{xml_attr(attrs[key])}"' for key in ("class", "id")

@@ -120,6 +120,13 @@ DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)
 class SymbolizeOptions:
     demangle: bool = True  # C++ and Rust names made readable
     debug_dirs: tuple[str, ...] = DEFAULT_DEBUG_DIRS  # roots of separate debug files
+    # Inlined calls (from DWARF) as frames of their own; False: the function
+    # the code was inlined into only (--no-inline).
+    inline: bool = True
+    # Frames named "function (file:line)": the call's line for callers, the
+    # sampled line for the leaf (--srcline). Only folded stacks and the
+    # flame graph spell it; pprof and speedscope carry lines anyway.
+    srcline: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

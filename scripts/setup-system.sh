@@ -15,6 +15,7 @@ packages=(
   rustc                                 # a Rust workload for the unwinding tests
   libc6-dbg                             # libc's debug info: its CFI and symbols in tests
   golang-go                             # go tool pprof: the oracle of pprof output; Go's own CPU profiles as input
+  llvm                                  # llvm-symbolizer: source lines and inline frames from DWARF
 )
 # speedscope's own app (npm), opened in the browser tests. A Node.js that
 # brings its own npm (NodeSource's) conflicts with Debian's npm package.

@@ -192,6 +192,21 @@ def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, Section
     return out
 
 
+# The header and section records, for readers of other sections (DWARF).
+ElfHeader = _Header
+Section = _Section
+
+
+def section_headers(stream: BinaryIO) -> tuple[ElfHeader, list[Section]] | None:
+    """The ELF header and every section's header (named) of an open file;
+    None if it is not ELF."""
+    stream.seek(0)
+    header = _header(stream)
+    if header is None:
+        return None
+    return header, _sections(header, stream, _section_table(header, stream))
+
+
 def read_debuglink(stream: BinaryIO) -> tuple[str, int] | None:
     """(file name, CRC-32) of an open ELF file's .gnu_debuglink, if any."""
     layout = elf_layout(stream)

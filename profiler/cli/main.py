@@ -89,6 +89,12 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug-dir", action="append", metavar="DIR",
                    help="where separate debug files live (.build-id/ and debuglink "
                         f"trees; repeatable; default {':'.join(opt.DEFAULT_DEBUG_DIRS)})")
+    p.add_argument("--no-inline", action="store_true",
+                   help="no frames for inlined calls: only the function they were inlined "
+                        "into (by default DWARF debug info adds them, marked _[i])")
+    p.add_argument("--srcline", action="store_true",
+                   help="name frames 'function (file:line)' where debug info has lines: the "
+                        "call's line for callers, the sampled line for the leaf")
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
@@ -210,7 +216,7 @@ def output_options(ns: argparse.Namespace) -> opt.OutputOptions:
                              "give --format")
     defaults = opt.SymbolizeOptions()
     symbolize = opt.SymbolizeOptions(
-        demangle=not ns.no_demangle,
+        demangle=not ns.no_demangle, inline=not ns.no_inline, srcline=ns.srcline,
         debug_dirs=tuple(os.path.abspath(d) for d in ns.debug_dir) if ns.debug_dir
         else defaults.debug_dirs)
     return opt.OutputOptions(path=path, format=fmt, grouping=_grouping(ns), symbolize=symbolize)

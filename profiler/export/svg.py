@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from profiler.export.folded import fold
+from profiler.export.folded import fold, frame_sources
 from profiler.model.profile import Profile
 from profiler.options import Grouping
 from profiler.symbolize.summary import NO_SAMPLES
@@ -15,11 +15,15 @@ RenderOptionsFactory = Callable[[str, str], object]  # (title, subtitle) -> flam
 
 
 def write(profile: Profile, grouping: Grouping = Grouping.COMM,
-          render_options: RenderOptionsFactory | None = None, **_ignored) -> bytes:
+          render_options: RenderOptionsFactory | None = None, srcline: bool = False,
+          **_ignored) -> bytes:
     from flamegraph.api import render
     from flamegraph.options import Options
     title, subtitle = profile.meta.title, profile.meta.subtitle
     options = render_options(title, subtitle) if render_options else \
         Options(title=title, subtitle=subtitle)
-    options = dataclasses.replace(options, empty_message=NO_SAMPLES)
-    return render(fold(profile, grouping), options).svg
+    # Each frame's tooltip names where it was sampled most; without source
+    # lines the map is empty and the picture is what it always was.
+    options = dataclasses.replace(options, empty_message=NO_SAMPLES,
+                                  sources=frame_sources(profile, srcline))
+    return render(fold(profile, grouping, srcline=srcline), options).svg

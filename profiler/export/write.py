@@ -38,7 +38,7 @@ def write_output(raw: RawProfile | None, path: str, fmt: OutputFormat, grouping:
     if profile is None:
         profile = build_profile(raw, path_for, symbolize)
     offered = {"grouping": grouping, "render_options": render_options,
-               "per_thread": grouping is Grouping.THREAD}
+               "per_thread": grouping is Grouping.THREAD, "srcline": symbolize.srcline}
     accepted = inspect.signature(module.write).parameters
     _write(path, module.write(profile, **{k: v for k, v in offered.items() if k in accepted}))
     return profile

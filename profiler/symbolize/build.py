@@ -4,7 +4,11 @@ Each distinct frame (a process's return address, or a sampled address)
 becomes one Location under the Mapping that held it (a file with its
 build-id, the vDSO, a JIT's anonymous memory, or the kernel), named through
 the Symbolizer; what nothing names keeps its mapping, address and the text a
-flame graph shows for it. Losses, notes and titles are computed here, once.
+flame graph shows for it. A named frame in a file with DWARF gets its lines
+(symbolize/lines.py, one batch per object when the profile is finished):
+one Line per inline level, innermost first, each function with its file and
+start line; the outermost keeps the symbol table's name. Losses, notes and
+titles are computed here, once.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def build_profile(raw: RawProfile, path_for: PathFor | None = None,
     profile, whose files are found by the paths its memory maps named)."""
     samples, unwound = unwind(raw)
     symbolizer = Symbolizer(raw, path_for, options=options)
-    builder = _Builder(symbolizer)
+    builder = _Builder(symbolizer, options)
     types, per_sample = _sample_types(raw)
     out = []
     for s in samples:
@@ -78,13 +82,18 @@ def _sample_types(raw: RawProfile):
 class _Builder:
     """Interns mappings, functions and locations as frames are named."""
 
-    def __init__(self, symbolizer: Symbolizer) -> None:
+    def __init__(self, symbolizer: Symbolizer,
+                 options: SymbolizeOptions = SymbolizeOptions()) -> None:
         self._sym = symbolizer
+        self._inline = options.inline
+        # location id -> (id(object), vaddr): where its source lines are asked
+        self._sources: dict[int, tuple[int, int]] = {}
+        self._objects: dict[int, tuple] = {}  # id(object) -> (object, vaddrs)
         self.locations: dict[int, Location] = {}
         self.functions: dict[int, Function] = {}
         self.mappings: dict[int, Mapping] = {}
         self._location_ids: dict[tuple, int] = {}
-        self._function_ids: dict[tuple[str, str], int] = {}
+        self._function_ids: dict[tuple[str, str, str, int], int] = {}
         self._mapping_ids: dict[tuple, int] = {}
         self._named: dict[int, bool] = {}  # mapping id -> some frame in it was named
         self._frames: list[tuple[int, tuple, Frame]] = []  # to demangle in one batch
@@ -104,8 +113,15 @@ class _Builder:
         name = frame.name
         if frame.resolved and name.endswith(perfmap.JIT_SUFFIX) and not frame.mangled:
             kind, name = FrameKind.JIT, name[:-len(perfmap.JIT_SUFFIX)]
-        return self._location(key, address, mapping, kind, Frame(name, frame.resolved,
-                                                                 frame.mangled), entry)
+        i = self._location(key, address, mapping, kind, Frame(name, frame.resolved,
+                                                              frame.mangled), entry)
+        if frame.resolved and kind is FrameKind.USER and frame.mangled:  # named by a file
+            source = self._sym.source_of(pid, address, leaf)
+            if source is not None:
+                obj, vaddr = source
+                self._objects.setdefault(id(obj), (obj, set()))[1].add(vaddr)
+                self._sources[i] = (id(obj), vaddr)
+        return i
 
     def kernel(self, address: int, leaf: bool) -> int:
         key = ("k", address, leaf)
@@ -158,18 +174,49 @@ class _Builder:
 
     # -------------------------------------------------------------- finish
 
+    def _function(self, name: str, system_name: str, filename: str = "",
+                  start_line: int = 0) -> int:
+        key = (name, system_name, filename, start_line)
+        fid = self._function_ids.get(key)
+        if fid is None:
+            fid = self._function_ids[key] = len(self.functions) + 1
+            self.functions[fid] = Function(id=fid, name=name, system_name=system_name,
+                                           filename=filename, start_line=start_line)
+        return fid
+
     def finish(self, types, samples: list[Sample], raw: RawProfile) -> Profile:
-        readable = self._sym.demangle_names(f.name for _i, _k, f in self._frames if f.mangled)
+        found = self._sym.source_lines(self._objects) if self._objects else {}
+        chains = {i: found.get(where, ()) for i, where in self._sources.items()}
+        inner_names = {level.function for chain in chains.values() for level in chain}
+        readable = self._sym.demangle_names(
+            [*(f.name for _i, _k, f in self._frames if f.mangled), *inner_names])
+        lined: dict[int, bool] = {}  # mapping id -> some location got lines
+        inlined: dict[int, bool] = {}  # mapping id -> some location got inline frames
         for i, _key, frame in self._frames:
             shown = readable.get(frame.name, frame.name) if frame.mangled else frame.name
-            fkey = (shown, frame.name)
-            fid = self._function_ids.get(fkey)
-            if fid is None:
-                fid = self._function_ids[fkey] = len(self.functions) + 1
-                self.functions[fid] = Function(id=fid, name=shown, system_name=frame.name)
             loc = self.locations[i]
+            chain = chains.get(i, ())
+            if not chain:
+                out = (Line(function_id=self._function(shown, frame.name)),)
+            else:
+                # The outermost level keeps the symbol table's name, as a
+                # frame without debug info reads (foo.cold stays foo.cold);
+                # DWARF gives its file and start line, and names the levels
+                # inlined into it.
+                outer = chain[-1]
+                out = (Line(function_id=self._function(shown, frame.name, outer.file,
+                                                       outer.start_line),
+                            line=outer.line, column=outer.column),)
+                if self._inline and len(chain) > 1:
+                    inner = tuple(Line(function_id=self._function(
+                        readable.get(level.function, level.function) or "[inlined]",
+                        level.function, level.file, level.start_line),
+                        line=level.line, column=level.column) for level in chain[:-1])
+                    out = inner + out
+                    inlined[loc.mapping_id] = True
+                lined[loc.mapping_id] = True
             self.locations[i] = Location(id=i, mapping_id=loc.mapping_id, address=loc.address,
-                                         kind=loc.kind, lines=(Line(function_id=fid),))
+                                         kind=loc.kind, lines=out)
         mappings = {}
         for i, m in self.mappings.items():
             if m.path == KERNEL_MAPPING and self._kernel_span:
@@ -177,7 +224,10 @@ class _Builder:
                             path=m.path)
             named = self._named.get(i, False)
             mappings[i] = Mapping(id=i, start=m.start, limit=m.limit, offset=m.offset,
-                                  path=m.path, build_id=m.build_id, has_functions=named)
+                                  path=m.path, build_id=m.build_id, has_functions=named,
+                                  has_filenames=lined.get(i, False),
+                                  has_line_numbers=lined.get(i, False),
+                                  has_inline_frames=inlined.get(i, False))
         info = raw.info
         period_type, period = None, 0
         if len(types) > 1:

@@ -8,19 +8,27 @@ the innermost with the address's own line.
 
 The engine is `llvm-symbolizer`, one batch process per object, chosen by
 measurement (bench/lines.py; 5,000 instruction addresses of pyenv's
-libpython3.11, 23 MB with DWARF 5):
+libpython3.11, 23 MB with DWARF 5; best of 3):
 
-    pyelftools, decoding line programs + DIEs:  ~15 s cold,  1.26 GB peak RSS
-    addr2line -f -i (one batch process):        0.25 s,      152 MB
-    llvm-symbolizer --output-style=JSON:        0.20 s,      127 MB
+    pyelftools, decoding line programs + DIEs:  ~15 s,   1.26 GB peak RSS
+    addr2line -f -i -C (one batch process):     0.24 s,  151 MB
+    llvm-symbolizer --output-style=JSON:        0.16 s,  127 MB
+    this module, cold / warm (cache):           0.21 s / 0.013 s,  127 / 21 MB
 
 Decoding a large object's DWARF in Python costs 60x addr2line's time and 8x
-its memory, against the issue's goal of "no slower than addr2line, at most
-2x its memory"; llvm-symbolizer meets both, reads DWARF 2-5, zlib-compressed
-sections, .debug_line_str / .debug_str_offsets, split ranges, and prints
-JSON (no parsing of a line-oriented format whose file names may hold
-anything). LLVM 14 (BCC's) cannot read zstd-compressed sections: such a file
-gives names without lines, with one warning.
+its memory; llvm-symbolizer is faster than addr2line, reads DWARF 2-5,
+zlib-compressed sections, .debug_line_str / .debug_str_offsets and split
+ranges, and prints JSON (no parsing of a line-oriented format whose file
+names may hold anything). addr2line itself was no candidate: binutils 2.40
+gives some DWARF 5 rows the unit's main file (templates.cpp:243 for a
+30-line file) and names inlined functions without a linkage name after
+their enclosing symbol (tests/unit/test_symbolize_lines.py lists both). The
+price is LLVM's start: ~20 ms and 60 MB per object, which on a small program
+is more than addr2line's whole answer (2.5 ms, 3 MB); the cache pays it once
+per build. LLVM 14 (BCC's) cannot read zstd-compressed sections: such a
+file is first copied with its debug sections decompressed by binutils'
+objcopy (2.40 reads zstd; no Python zstd module is needed), and without
+objcopy it gives names without lines, with one warning.
 
 Answers are kept per build-id beside the symbol cache (same ownership
 rules), for the addresses profiles asked about: a warm run starts no
@@ -39,9 +47,9 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
-from profiler.binary import debuginfo
+from profiler.binary import debuginfo, elf
 from profiler.binary.readfile import open_regular, ours_alone, trusted_for_cache
 
 TIMEOUT = 600  # seconds for one object's batch; a huge object takes seconds
@@ -51,8 +59,7 @@ _ELFCOMPRESS_ZLIB, _ELFCOMPRESS_ZSTD = 1, 2
 _FORMAT = 1  # of the cache files: bump when their shape changes
 
 
-@dataclasses.dataclass(frozen=True)
-class SourceFrame:
+class SourceFrame(NamedTuple):  # a tuple: thousands are made per object, so cheap to make
     """One level of an inline chain."""
 
     function: str  # as DWARF names it: the linkage (mangled) name when it has one
@@ -68,31 +75,36 @@ Chain = tuple[SourceFrame, ...]  # innermost first; () = no lines for the addres
 # ---------------------------------------------------------------- parsing
 
 
+class LinesError(Exception):
+    """One object's lines could not be read (the reason is its message)."""
+
+
 def parse_llvm_json(text: str) -> dict[int, Chain]:
     """llvm-symbolizer --output-style=JSON output (one object a line) ->
-    address -> chain. Levels that name no file are dropped from the end
-    (a symbol-table answer is not a line); an address whose innermost level
-    has no file has no chain."""
+    address -> chain. An address any of whose levels names no file has no
+    chain: a symbol-table answer is not a line, and a chain cut short would
+    put an inlined function where its caller belongs. An error record
+    (the file could not be read) raises LinesError."""
     out: dict[int, Chain] = {}
-    for raw in text.splitlines():
-        if not raw.strip():
-            continue
-        record = json.loads(raw)
+    records = json.loads("[" + ",".join(r for r in text.splitlines() if r.strip()) + "]")
+    for record in records:
+        if "Error" in record:  # the whole file failed (the tool says so per address)
+            raise LinesError(str((record.get("Error") or {}).get("Message", "error"))[:200])
         try:
             address = int(record["Address"], 16)
         except (KeyError, TypeError, ValueError):
             continue
-        levels = []
+        levels: list[SourceFrame] | None = []
         for sym in record.get("Symbol") or ():
             file = sym.get("FileName") or ""
             if file in ("", "??"):
+                levels = None
                 break
             name = sym.get("FunctionName") or ""
-            levels.append(SourceFrame(function="" if name == "??" else name, file=file,
-                                      line=int(sym.get("Line") or 0),
-                                      column=int(sym.get("Column") or 0),
-                                      start_line=int(sym.get("StartLine") or 0)))
-        out[address] = tuple(levels)
+            levels.append(SourceFrame("" if name == "??" else name, file,
+                                      int(sym.get("Line") or 0), int(sym.get("Column") or 0),
+                                      int(sym.get("StartLine") or 0)))
+        out[address] = tuple(levels) if levels else ()
     return out
 
 
@@ -112,20 +124,59 @@ def find_tool() -> str | None:
     return None
 
 
-class LinesError(Exception):
-    """One object's lines could not be read (the reason is its message)."""
-
-
-def run_symbolizer(tool: str, path: str, addresses: Iterable[int]) -> dict[int, Chain]:
-    """One batch process for all addresses (ELF virtual addresses) of one file."""
+def run_symbolizer(tool: str, path: str, addresses: Iterable[int],
+                   expected: tuple[int, int, int, int] | None = None,
+                   zstd: bool = False) -> dict[int, Chain]:
+    """One batch process for all addresses (ELF virtual addresses) of one
+    file. The file is opened here and handed to the tool as a descriptor
+    (/proc/self/fd/N in the child): a path the recorder kept open as
+    /proc/self/fd/M means nothing to another process, and what was checked
+    (`expected`: its identity) is then what is read."""
     wanted = sorted(set(addresses))
     if not wanted:
         return {}
+    f = open_regular(path)
+    if f is None:
+        raise LinesError(f"cannot open {path}")
+    with f:
+        st = os.fstat(f.fileno())
+        if expected is not None and (st.st_dev, st.st_ino, st.st_size,
+                                     st.st_mtime_ns) != expected:
+            raise LinesError(f"{path} changed since it was checked")
+        if not zstd:
+            return _run(tool, f.fileno(), wanted)
+        with tempfile.TemporaryDirectory(prefix="profiler-lines-") as private:
+            copy = os.path.join(private, "decompressed")
+            _decompress(f.fileno(), copy)
+            with open(copy, "rb") as g:
+                return _run(tool, g.fileno(), wanted)
+
+
+def _decompress(fd: int, out: str) -> None:
+    """A copy of the file with its debug sections decompressed (zstd)."""
+    objcopy = shutil.which("objcopy")
+    if objcopy is None:
+        raise LinesError("its debug sections are compressed with zstd, which llvm-symbolizer "
+                         "14 cannot read, and objcopy (binutils) is not installed to "
+                         "decompress them")
+    try:
+        done = subprocess.run([objcopy, "--decompress-debug-sections", f"/proc/self/fd/{fd}",
+                               out], capture_output=True, timeout=TIMEOUT, pass_fds=(fd,),
+                              check=False)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise LinesError(f"objcopy failed: {err}") from None
+    if done.returncode != 0:
+        raise LinesError("its debug sections are compressed with zstd, which objcopy could "
+                         "not decompress: " + done.stderr.decode("utf-8", "replace").strip()[:200])
+
+
+def _run(tool: str, fd: int, wanted: list[int]) -> dict[int, Chain]:
     question = "".join(f"0x{a:x}\n" for a in wanted).encode()
     try:
         done = subprocess.run(
-            [tool, f"--obj={path}", "--inlining", "--output-style=JSON", "--no-demangle"],
-            input=question, capture_output=True, timeout=TIMEOUT, check=False)
+            [tool, f"--obj=/proc/self/fd/{fd}", "--inlining", "--output-style=JSON",
+             "--no-demangle"],
+            input=question, capture_output=True, timeout=TIMEOUT, check=False, pass_fds=(fd,))
     except (OSError, subprocess.SubprocessError) as err:
         raise LinesError(f"{os.path.basename(tool)} failed: {err}") from None
     if done.returncode != 0:
@@ -136,9 +187,8 @@ def run_symbolizer(tool: str, path: str, addresses: Iterable[int]) -> dict[int, 
         found = parse_llvm_json(text)
     except (ValueError, TypeError, AttributeError):
         raise LinesError(f"{os.path.basename(tool)} gave output that is not JSON") from None
-    if any('"Error"' in line for line in text.splitlines()[:1]) or \
-            set(found) != set(wanted):
-        raise LinesError(f"{os.path.basename(tool)} could not read the file")
+    if set(found) != set(wanted):
+        raise LinesError(f"{os.path.basename(tool)} did not answer for every address")
     return found
 
 
@@ -150,13 +200,14 @@ class DwarfFile:
     path: str
     identity: tuple[int, int, int, int]
     trusted: bool  # may be cached by build-id
+    zstd: bool = False  # its debug sections are zstd-compressed: decompress a copy first
 
 
 def check_dwarf_file(path: str, build_id: bytes | None) -> tuple[DwarfFile | None, str]:
     """(the file, "") when `path` holds DWARF we can read for this build;
     (None, "") when it has no DWARF at all; (None, why) when it has DWARF
     but must not be used: truncated, of another build, a DWARF version we
-    do not read, zstd sections LLVM 14 cannot decompress."""
+    do not read."""
     f = open_regular(path)
     if f is None:
         return None, ""
@@ -169,55 +220,45 @@ def check_dwarf_file(path: str, build_id: bytes | None) -> tuple[DwarfFile | Non
 
 
 def _check(f, st: os.stat_result, path: str, build_id: bytes | None):
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-    try:
-        elf = ELFFile(f)
-        sections = list(elf.iter_sections())
-    except (ELFError, AssertionError, Exception) as err:  # pyelftools raises many kinds
-        if isinstance(err, (KeyboardInterrupt, MemoryError)):
-            raise
-        return None, f"{path}: not a readable ELF file"
+    # The house's ELF reader (binary/elf.py): pyelftools costs 25 ms to
+    # import, more than a warm lookup.
     size = st.st_size
+    found = elf.section_headers(f)
+    if found is None:
+        return None, f"{path}: not a readable ELF file"
+    header, sections = found
+    if header.shoff + header.shnum * header.shentsize > size:
+        return None, f"{path}: truncated (its section headers end past the end of the file)"
     by_name = {s.name: s for s in sections}
     info = by_name.get(".debug_info") or by_name.get(".zdebug_info")
-    if info is None or info["sh_type"] == "SHT_NOBITS" or by_name.get(".debug_line") is None \
-            and by_name.get(".zdebug_line") is None:
+    if info is None or info.type == elf.SHT_NOBITS or \
+            (by_name.get(".debug_line") or by_name.get(".zdebug_line")) is None:
         return None, ""
     for s in sections:
-        if s["sh_type"] != "SHT_NOBITS" and s["sh_offset"] + s["sh_size"] > size:
+        if s.type != elf.SHT_NOBITS and s.offset + s.size > size:
             return None, f"{path}: truncated (section {s.name} ends past the end of the file)"
     if build_id is not None:
-        found = _build_id(elf)
+        f.seek(0)
+        found = elf.read_image(f, tables=False).build_id
         if found is not None and found != build_id:
             return None, f"{path}: of another build (build-id {found.hex()}, " \
                          f"expected {build_id.hex()})"
-    head = _section_head(f, info, elf.little_endian, elf.elfclass)
-    if head is None:
-        return None, f"{path}: compressed with zstd, which llvm-symbolizer 14 cannot read"
-    version = _unit_version(head, elf.little_endian)
+    head = _section_head(f, info, header.little_endian, header.elfclass)
+    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if head is None:  # zstd: the version is checked by the tool, on the copy
+        return DwarfFile(path, ident, trusted_for_cache(st), zstd=True), ""
+    version = _unit_version(head, header.little_endian)
     if version not in _DWARF_VERSIONS:
         return None, f"{path}: DWARF version {version}, which is not read"
-    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     return DwarfFile(path, ident, trusted_for_cache(st)), ""
-
-
-def _build_id(elf) -> bytes | None:
-    for s in elf.iter_sections():
-        if s["sh_type"] != "SHT_NOTE":
-            continue
-        for note in s.iter_notes():
-            if note["n_type"] == "NT_GNU_BUILD_ID":
-                return bytes.fromhex(note["n_desc"])
-    return None
 
 
 def _section_head(f, sec, little: bool, elfclass: int) -> bytes | None:
     """The first bytes of a (possibly compressed) section; None for zstd."""
-    f.seek(sec["sh_offset"])
-    data = f.read(min(sec["sh_size"], 1 << 16))
+    f.seek(sec.offset)
+    data = f.read(min(sec.size, 1 << 16))
     order = "<" if little else ">"
-    if sec["sh_flags"] & _SHF_COMPRESSED:
+    if sec.flags & _SHF_COMPRESSED:
         chdr = struct.Struct(order + ("IIQQ" if elfclass == 64 else "III"))
         ch_type = chdr.unpack_from(data)[0]
         if ch_type == _ELFCOMPRESS_ZSTD:
@@ -250,7 +291,7 @@ def _encode(chains: dict[int, Chain]) -> bytes:
     rows = {f"{a:x}": [[s(l.function), s(l.file), l.line, l.column, l.start_line] for l in c]
             for a, c in chains.items()}
     body = {"format": _FORMAT, "strings": list(strings), "addresses": rows}
-    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
 
 
 def _decode(data: bytes) -> dict[int, Chain]:
@@ -329,7 +370,8 @@ class ObjectLines:
             self._known = self._store.load(self._build_id, self._kind) if self._store else {}
         missing = wanted - self._known.keys()
         if missing:
-            self._known.update(run_symbolizer(self._tool, self.dwarf.path, missing))
+            self._known.update(run_symbolizer(self._tool, self.dwarf.path, missing,
+                                              self.dwarf.identity, self.dwarf.zstd))
             if self._store:
                 self._store.save(self._build_id, self._kind, self._known)
         return {a: self._known[a] for a in wanted}

@@ -4,7 +4,9 @@ User addresses go through the process's maps snapshots: a file mapping gives
 a file offset, looked up in that file's symbols (objfile: .symtab, debug
 files, MiniDebugInfo, .dynsym); the [vdso] in the process's own vDSO image;
 anonymous memory in the process's JIT perf map (frames get `_[j]`). Kernel
-addresses go through /proc/kallsyms. A frame nothing names is data,
+addresses go through /proc/kallsyms. Source lines and inline chains of
+named frames come afterwards, in one batch per object (`source_lines`). A
+frame nothing names is data,
 `module+0xOFFSET`, never a bare [unknown]; whole-run problems (hidden kernel
 addresses, a refused JIT map) become one warning each.
 """
@@ -17,7 +19,7 @@ from typing import Callable, Iterable, NamedTuple
 from profiler.model.maps import MapEntry
 from profiler.model.raw import TRUNCATED, RawProfile
 from profiler.options import SymbolizeOptions
-from profiler.symbolize import objfile, perfmap
+from profiler.symbolize import lines, objfile, perfmap
 from profiler.binary.addresses import AbsAddr, code_address, file_offset
 from profiler.binary.cache import SymbolCache, default_cache
 from profiler.binary.debuginfo import DEFAULT_DEBUG_DIRS
@@ -81,6 +83,9 @@ class Symbolizer:
         self._entry_symbols: dict[int, tuple[bool, objfile.ObjectSymbols | None]] = {}
         self._vdso: dict[str, objfile.ObjectSymbols | None] = {}
         self._jit = {pid: perfmap.from_entries(e) for pid, e in profile.jit.items()}
+        self._lines: dict[int, lines.ObjectLines | None] = {}  # id(ObjectSymbols) ->
+        self._lines_keep: list[objfile.ObjectSymbols] = []  # keeps those ids valid
+        self._tool: str | None | bool = False  # False: not looked for yet
         self.unresolved = 0  # distinct frames named module+offset
         self.warnings: list[str] = []
 
@@ -153,6 +158,71 @@ class Symbolizer:
             self._entry_symbols[key] = (entry.anonymous_code, self._symbols_for(pid, entry))
         symbols = self._entry_symbols[key][1]
         return symbols.build_id if symbols is not None else None
+
+    # ---------------------------------------------------------------- lines
+
+    def source_of(self, pid: int, address: int, leaf: bool
+                  ) -> tuple[objfile.ObjectSymbols, int] | None:
+        """(the object, the ELF virtual address DWARF knows the code by) of a
+        user frame in a mapped file; None for anything else."""
+        entry = self.entry_of(pid, address, leaf)
+        if entry is None or not entry.is_file:
+            return None
+        key = id(entry)
+        if key not in self._entry_symbols:
+            self._entry_symbols[key] = (entry.anonymous_code, self._symbols_for(pid, entry))
+        symbols = self._entry_symbols[key][1]
+        if symbols is None or not symbols.path:
+            return None
+        offset = file_offset(AbsAddr(code_address(address, leaf)), entry.start, entry.offset)
+        vaddr = symbols.vaddr_of(offset)
+        return (symbols, vaddr) if vaddr is not None else None
+
+    def source_lines(self, wanted: dict[int, tuple[objfile.ObjectSymbols, set[int]]]
+                     ) -> dict[tuple[int, int], lines.Chain]:
+        """(id(object), vaddr) -> inline chain, one batch per object
+        (`wanted`: id(object) -> (object, vaddrs)). Whatever fails (no
+        tool, a refused debug file, the tool failing) leaves those
+        addresses without lines and says so in one warning."""
+        out: dict[tuple[int, int], lines.Chain] = {}
+        for key, (symbols, vaddrs) in wanted.items():
+            source = self._object_lines(key, symbols)
+            if source is None:
+                continue
+            try:
+                found = source.lookup(vaddrs)
+            except lines.LinesError as err:
+                self.warnings.append(f"{symbols.module}: no source lines: {err}")
+                self._lines[key] = None
+                continue
+            out.update(((key, a), chain) for a, chain in found.items())
+        return out
+
+    def _object_lines(self, key: int, symbols: objfile.ObjectSymbols) -> lines.ObjectLines | None:
+        if key in self._lines:
+            return self._lines[key]
+        self._lines_keep.append(symbols)
+        self._lines[key] = None
+        dwarf, problems = lines.find_dwarf(symbols.path, symbols.build_id, symbols.debuglink,
+                                           symbols.origin, symbols.root, symbols.debug_dirs)
+        if dwarf is None:
+            if problems:
+                self.warnings.append(f"{symbols.module}: no source lines: "
+                                     f"{problems[0]}; frames have names only")
+            return None
+        if self._tool is False:
+            self._tool = lines.find_tool()
+            if self._tool is None:
+                self.warnings.append(
+                    "llvm-symbolizer not found: frames have names without source lines or "
+                    "inlined calls; install it (Debian: apt install llvm)")
+        if not self._tool:
+            return None
+        store = lines.LinesStore(self._cache.directory)
+        self._lines[key] = self._cache.remember(
+            ("lines", dwarf.identity, symbols.build_id),
+            lambda: lines.ObjectLines(dwarf, symbols.build_id, store, self._tool))
+        return self._lines[key]
 
     def module_of(self, pid: int, address: int) -> str:
         """The short name of what holds a return address: a file's base

@@ -1,0 +1,397 @@
+"""Source lines and inline chains (profiler/symbolize/lines.py).
+
+The oracle is binutils `addr2line -a -f -i -C` (one batch process), over
+every instruction start (sampled) inside the test programs' own functions:
+C at -O2 with static inline and always_inline chains three deep, DWARF 4 and
+5, zlib-compressed and not; C++ with templates and lambdas; Rust release
+with debuginfo; and libc through Debian's debug file found by build-id. The
+function, file, line of every inline level must agree on >= 99.9% of all
+addresses together; every disagreement is printed with both answers.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import require
+from lines_programs import (C_EXCLUDE, LineRows, addr2line, build_c, build_cpp, build_rust,
+                            instruction_starts, libc_with_debug, need, sample,
+                            symbol_addresses)
+from profiler.binary.cache import SymbolCache
+from profiler.symbolize import lines
+from profiler.symbolize.demangle import demangle_all
+from profiler.symbolize.objfile import load_object
+
+
+# ------------------------------------------------------------------ pure parsing
+
+JSON_OUT = (
+    '{"Address":"0x1139","ModuleName":"/t/a.out","Symbol":['
+    '{"Column":5,"Discriminator":0,"FileName":"/t/a.c","FunctionName":"leaf_mix","Line":9,'
+    '"StartAddress":"","StartFileName":"/t/a.c","StartLine":8},'
+    '{"Column":13,"Discriminator":0,"FileName":"/t/a.c","FunctionName":"middle_step",'
+    '"Line":15,"StartAddress":"","StartFileName":"/t/a.c","StartLine":14},'
+    '{"Column":0,"Discriminator":0,"FileName":"/t/a.c","FunctionName":"work","Line":40,'
+    '"StartAddress":"0x1120","StartFileName":"/t/a.c","StartLine":38}]}\n'
+    '{"Address":"0x1000","ModuleName":"/t/a.out","Symbol":['
+    '{"Column":0,"Discriminator":0,"FileName":"??","FunctionName":"_init","Line":0,'
+    '"StartAddress":"","StartFileName":"","StartLine":0}]}\n'
+    '{"Address":"0x2000","ModuleName":"/t/a.out","Symbol":[]}\n')
+
+
+def test_parse_llvm_json_chains_innermost_first():
+    got = lines.parse_llvm_json(JSON_OUT)
+    assert got[0x1139] == (lines.SourceFrame("leaf_mix", "/t/a.c", 9, 5, 8),
+                           lines.SourceFrame("middle_step", "/t/a.c", 15, 13, 14),
+                           lines.SourceFrame("work", "/t/a.c", 40, 0, 38))
+    assert got[0x1000] == ()  # a symbol-table answer is not a line
+    assert got[0x2000] == ()
+
+
+def test_a_level_without_a_file_leaves_the_address_without_lines():
+    text = JSON_OUT.splitlines()[0].replace('"FileName":"/t/a.c","FunctionName":"middle_step"',
+                                            '"FileName":"??","FunctionName":"middle_step"')
+    assert lines.parse_llvm_json(text) == {0x1139: ()}
+
+
+def test_an_error_record_is_one_error():
+    text = ('{"Address":"0x1139","Error":{"Message":"No such file or directory"},'
+            '"ModuleName":"x"}\n')
+    with pytest.raises(lines.LinesError, match="No such file"):
+        lines.parse_llvm_json(text)
+
+
+def test_cache_encoding_round_trips():
+    chains = lines.parse_llvm_json(JSON_OUT)
+    assert lines._decode(lines._encode(chains)) == chains
+
+
+def test_store_refuses_a_file_others_can_write(tmp_path):
+    store = lines.LinesStore(str(tmp_path))
+    chains = lines.parse_llvm_json(JSON_OUT)
+    store.save(b"\xab\xcd\xef", "1", chains)
+    assert store.load(b"\xab\xcd\xef", "1") == chains
+    path = tmp_path / "ab" / "cdef.lines-1"
+    os.chmod(path, 0o666)
+    assert store.load(b"\xab\xcd\xef", "1") == {}
+
+
+# ------------------------------------------------------------------ the oracle
+
+def _ours(path: str, addresses: list[int]) -> dict[int, tuple]:
+    tool = lines.find_tool()
+    require(tool is not None, "llvm-symbolizer is not installed (Debian: llvm)")
+    obj = load_object(path, cache=SymbolCache(None))
+    dwarf, problems = lines.find_dwarf(obj.path, obj.build_id, obj.debuglink, obj.origin,
+                                       obj.root, obj.debug_dirs)
+    assert dwarf is not None, problems
+    chains = lines.ObjectLines(dwarf, obj.build_id, None, tool).lookup(addresses)
+    names = demangle_all(level.function for c in chains.values() for level in c)
+    out = {}
+    for a, chain in chains.items():
+        levels = [(names.get(l.function, l.function), os.path.normpath(l.file), l.line)
+                  for l in chain]
+        if levels and not levels[-1][0]:
+            # llvm-symbolizer names the outermost level from the symbol
+            # table; where none covers the address (padding after a
+            # function) a profile names it the same way objfile does.
+            named = obj.lookup(_offset(obj, a))
+            levels[-1] = (demangle_all([named[0]]).get(named[0], named[0]) if named else "",
+                          *levels[-1][1:])
+        out[a] = tuple(levels)
+    return out
+
+
+def _offset(obj, vaddr: int) -> int:
+    for offset, start, size in obj._segments:
+        if start <= vaddr < start + size:
+            return vaddr - start + offset
+    return -1
+
+
+# GCC's clones of a function, as the symbol table spells them, mangled and
+# demangled: main.cold, f.isra.0, "f(long) [clone .isra.0]".
+_CLONE = re.compile(r"((\.(cold|part\.\d+|isra\.\d+|constprop\.\d+|lto_priv\.\d+))"
+                    r"|( \[clone [^\]]*\]))+$")
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory) -> list[tuple[str, str, str, list[int]]]:
+    """(label, file to look up, file for the oracle, addresses)."""
+    need("gcc", "g++", "rustc", "objdump", "addr2line", "readelf", "objcopy")
+    d = tmp_path_factory.mktemp("lines")
+    out = []
+    for label, flags in (("c-dwarf4", ["-gdwarf-4"]), ("c-dwarf5", ["-gdwarf-5"]),
+                         ("c-dwarf4-zlib", ["-gdwarf-4", "-gz=zlib"]),
+                         ("c-dwarf5-zlib", ["-gdwarf-5", "-gz=zlib"])):
+        exe = build_c(d, label, flags)
+        addrs = instruction_starts(exe, lambda n: n not in C_EXCLUDE and "@" not in n)
+        out.append((label, str(exe), str(exe), sample(addrs, 700)))
+    cpp = build_cpp(d)
+    cpp_addrs = instruction_starts(cpp, lambda n: n not in C_EXCLUDE and "@" not in n)
+    out.append(("c++", str(cpp), str(cpp), sample(cpp_addrs, 1500)))
+    # zstd-compressed sections (GCC 12 only writes zlib; objcopy recompresses)
+    zstd = d / "templates-zstd"
+    subprocess.run(["objcopy", "--compress-debug-sections=zstd", str(cpp), str(zstd)],
+                   check=True)
+    out.append(("c++-zstd", str(zstd), str(zstd), sample(cpp_addrs, 500, seed=5)))
+    rust = build_rust(d)
+    out.append(("rust", str(rust), str(rust),
+                sample(instruction_starts(rust, lambda n: "lines_demo" in n), 1500)))
+    libc, debug = libc_with_debug()
+    out.append(("libc", libc, debug,
+                sample(instruction_starts(libc, lambda n: not n.endswith("@plt") and
+                                          ".plt" not in n), 3000)))
+    return out
+
+
+def _same_function(want: str, got: str, aliases: dict[str, set[int]]) -> bool:
+    """The outermost level's names. Profiles (and llvm-symbolizer) name it
+    from the symbol table, addr2line from DWARF: equal, or equal without
+    GCC's clone suffixes (main.cold is DWARF's main), or symbol versions
+    (memcpy@GLIBC_2.14), or aliases at one address (scalbn, __ldexp), or
+    DWARF's short name of the symbol's function (_M_invoke)."""
+    plain = [_CLONE.sub("", n.split("@")[0]) for n in (want, got)]
+    if plain[0] == plain[1]:
+        return True
+    if aliases.get(plain[0], set()) & aliases.get(plain[1], set()):
+        return True
+    return f"::{plain[0]}(" in plain[1] or plain[1].startswith(plain[0] + "(")
+
+
+def _compare(want: tuple, got: tuple, row: tuple[str, int] | None,
+             aliases: dict[str, set[int]]) -> str:
+    """"same"; "no line" (DWARF has line 0 at the address, and so do we);
+    "quirk" (binutils' naming of an inlined innermost level, below);
+    "table" (addr2line's innermost file differs from ours, and the decoded
+    line table, read by readelf, says ours); or "differ"."""
+    if want and want[0][2] == 0:
+        # DWARF line 0: code no source line accounts for (addr2line prints
+        # the unit's name as its file). Right is saying no line too.
+        return "no line" if not got or got[0][2] == 0 else "differ"
+    if len(want) != len(got):
+        return "differ"
+    if not want:
+        return "same"
+    kind = "same"
+    if want[0][1:] != got[0][1:]:
+        # binutils 2.40 gives some DWARF 5 rows the unit's main file
+        # (templates.cpp:243 in a 30-line file): readelf's decoded table
+        # is the second opinion.
+        if row is None or row != (os.path.basename(got[0][1]), got[0][2]):
+            return "differ"
+        kind = "table"
+        want = ((want[0][0], *got[0][1:]), *want[1:])
+    if want[1:-1] != got[1:-1] or want[-1][1:] != got[-1][1:]:
+        return "differ"
+    if not _same_function(want[-1][0], got[-1][0], aliases):
+        return "differ"
+    if len(want) == 1 or want[0][0] == got[0][0]:
+        return kind
+    # binutils (dwarf2.c, _bfd_dwarf2_find_nearest_line) names a function
+    # whose DIE has no linkage name (C++ lambdas and member templates,
+    # inlined) after the symbol-table function holding the address: the
+    # innermost level then reads as the outermost function.
+    return "quirk" if _same_function(want[0][0], got[-1][0], aliases) else "differ"
+
+
+def _named(path: str, addresses: list[int]) -> list[int]:
+    """The addresses inside a function by the symbol table's sizes (a
+    profile asks lines only for frames it named)."""
+    obj = load_object(path, cache=SymbolCache(None))
+    return [a for a in addresses if obj.lookup(_offset(obj, a)) is not None]
+
+
+def test_lines_agree_with_addr2line(programs):
+    total, kinds, bad, quirks, counts = 0, collections.Counter(), [], [], {}
+    inline_seen = 0
+    for label, path, oracle_path, addresses in programs:
+        named = _named(path, addresses)
+        want = addr2line(oracle_path, named)
+        rows = LineRows(oracle_path)
+        aliases = symbol_addresses(oracle_path)
+        got = _ours(path, named)
+        counts[label] = len(named)
+        for a in named:
+            total += 1
+            if len(got[a]) > 1:
+                inline_seen += 1
+            kind = _compare(want.get(a, ()), got[a], rows.at(a), aliases)
+            kinds[kind] += 1
+            if kind == "differ":
+                bad.append((label, a, want.get(a), got[a]))
+            elif kind in ("quirk", "table"):
+                quirks.append((label, a, want.get(a), got[a]))
+
+    def listing(rows):
+        return "\n".join(f"  {label} 0x{a:x}\n    addr2line: {w}\n    ours:      {g}"
+                         for label, a, w, g in rows)
+    agreement = 1 - len(bad) / total
+    print(f"\nlines: {total} addresses {counts}, {inline_seen} with inline chains, "
+          f"{dict(kinds)}, agreement {agreement:.4%}, {len(bad)} disagreements\n"
+          f"{listing(bad)}\naddr2line's known faults (innermost inlined level named "
+          f"after the enclosing symbol; another file than the line table's) "
+          f"({len(quirks)}, first 20):\n{listing(quirks[:20])}")
+    assert total >= 5000, counts
+    assert inline_seen > 500, "the programs should have inlined code"
+    assert agreement >= 0.999, f"{len(bad)} of {total} disagree:\n{listing(bad)}"
+
+
+# ------------------------------------------------------------------ refused files
+
+
+@pytest.fixture(scope="module")
+def stripped(tmp_path_factory):
+    """A program stripped of its DWARF and its debug file, installed by
+    build-id in a debug directory of our own."""
+    need("gcc", "objcopy", "readelf")
+    d = tmp_path_factory.mktemp("lines-debug")
+    exe = build_c(d, "prog", ["-g", "-Wl,--build-id"])
+    debug = d / "prog.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", str(exe), str(debug)], check=True)
+    # Without DWARF, with its symbol table: names, and lines only from the debug file
+    subprocess.run(["objcopy", "--strip-debug", str(exe), str(d / "prog.stripped")], check=True)
+    obj = load_object(str(exe), cache=SymbolCache(None))
+    h = obj.build_id.hex()
+    debug_dir = d / "debugroot"
+    (debug_dir / ".build-id" / h[:2]).mkdir(parents=True)
+    return d, obj.build_id, debug, debug_dir / ".build-id" / h[:2] / f"{h[2:]}.debug"
+
+
+def test_debug_file_by_build_id_gives_lines(stripped):
+    d, build_id, debug, slot = stripped
+    shutil.copy(debug, slot)
+    obj = load_object(str(d / "prog.stripped"), debug_dirs=(str(slot.parents[2]),),
+                      cache=SymbolCache(None))
+    dwarf, problems = lines.find_dwarf(obj.path, obj.build_id, obj.debuglink, obj.origin,
+                                       obj.root, obj.debug_dirs)
+    assert dwarf is not None and dwarf.path == str(slot) and problems == []
+
+
+def test_debug_file_of_another_build_is_refused(stripped, tmp_path):
+    d, build_id, debug, slot = stripped
+    shutil.copy(debug, slot)
+    other = bytes([build_id[0]]) + bytes(b ^ 0xFF for b in build_id[1:])
+    found, why = lines.check_dwarf_file(str(slot), other)
+    assert found is None and "another build" in why
+
+
+def test_truncated_debug_file_gives_names_without_lines_and_one_warning(stripped):
+    d, build_id, debug, slot = stripped
+    data = debug.read_bytes()
+    slot.write_bytes(data[: len(data) * 2 // 3])
+    obj = load_object(str(d / "prog.stripped"), debug_dirs=(str(slot.parents[2]),),
+                      cache=SymbolCache(None))
+    dwarf, problems = lines.find_dwarf(obj.path, obj.build_id, obj.debuglink, obj.origin,
+                                       obj.root, obj.debug_dirs)
+    assert dwarf is None and len(problems) == 1 and "truncated" in problems[0]
+
+
+def test_unknown_dwarf_version_is_refused(tmp_path):
+    need("gcc", "readelf")
+    exe = build_c(tmp_path, "v5", ["-gdwarf-5"])
+    data = bytearray(exe.read_bytes())
+    from elftools.elf.elffile import ELFFile
+    with open(exe, "rb") as f:
+        info = ELFFile(f).get_section_by_name(".debug_info")["sh_offset"]
+    data[info + 4:info + 6] = (9).to_bytes(2, "little")
+    exe.write_bytes(bytes(data))
+    found, why = lines.check_dwarf_file(str(exe), None)
+    assert found is None and "DWARF version 9" in why
+
+
+# ------------------------------------------------------------------ through build_profile
+
+
+def _raw_profile(exe: Path, vaddrs: list[int]):
+    """A recording of one process that mapped `exe` at BASE, sampled at
+    these addresses (each its own one-frame stack)."""
+    from profiler.model.maps import MapEntry
+    from profiler.model.raw import (CountRecord, MapsSnapshot, ProcessInfo, RawProfile,
+                                    RecordingInfo)
+    base = 0x555555554000
+    entry = MapEntry(start=base, end=base + 0x100000, perms="r-xp", offset=0, dev="fd:01",
+                     inode=os.stat(exe).st_ino, path=str(exe))
+    info = RecordingInfo(target="PID 5", event="cpu-clock", event_type=1, event_config=0,
+                         frequency=99, period=None, duration=1.0, cpus=(0,), sides="user",
+                         per_thread=False, started=1.5, command_status=0,
+                         stopped_by="duration")
+    return RawProfile(
+        info=info,
+        counts=tuple(CountRecord(pid=5, tid=0, comm="prog", user_stack=i + 1, kernel_stack=0,
+                                 count=1) for i in range(len(vaddrs))),
+        stacks={i + 1: (base + v,) for i, v in enumerate(vaddrs)},
+        processes={5: ProcessInfo(pid=5, snapshots=(MapsSnapshot(time=0.1, entries=(entry,)),))},
+        stats={"samples": len(vaddrs), "lost_stack_store_full": 0, "lost_counts_map_full": 0,
+               "kernel_walk_errors": 0})
+
+
+def _work_addresses(exe: Path) -> list[int]:
+    return instruction_starts(exe, lambda n: n == "work")[2:8]
+
+
+def _built(stripped_exe: Path, debug_root: Path, monkeypatch):
+    from profiler.binary import cache
+    from profiler.options import SymbolizeOptions
+    from profiler.symbolize.build import build_profile
+    # nothing remembered from another test's debug file, nothing kept on disk
+    monkeypatch.setattr(cache, "_DEFAULT", SymbolCache(None))
+    raw = _raw_profile(stripped_exe, _work_addresses(stripped_exe.parent / "prog"))
+    return build_profile(raw, options=SymbolizeOptions(debug_dirs=(str(debug_root),)))
+
+
+def _named_lines(profile):
+    out = []
+    for loc in profile.locations.values():
+        out.append([(profile.functions[l.function_id].name,
+                     profile.functions[l.function_id].filename, l.line) for l in loc.lines])
+    return out
+
+
+def test_build_profile_reads_lines_from_the_debug_file(stripped, monkeypatch):
+    d, build_id, debug, slot = stripped
+    shutil.copy(debug, slot)
+    profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
+    named = _named_lines(profile)
+    assert named and all(chain[-1][0] == "work" and chain[-1][1].endswith("inline_chain.c")
+                         and chain[-1][2] > 0 for chain in named), named
+    assert any(len(chain) > 1 for chain in named), named  # inlined code in work
+    m = next(iter(profile.mappings.values()))
+    assert m.has_line_numbers and m.has_filenames and m.has_inline_frames
+    assert not any("source lines" in w for w in profile.meta.warnings)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another build"])
+def test_a_bad_debug_file_gives_names_without_lines_and_one_warning(stripped, damage,
+                                                                   monkeypatch):
+    d, build_id, debug, slot = stripped
+    data = bytearray(debug.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:  # the build-id note's bytes flipped: a debug file of another build
+        at = bytes(data).find(build_id)
+        data[at:at + len(build_id)] = bytes(b ^ 0x5A for b in build_id)
+    slot.write_bytes(bytes(data))
+    profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
+    named = _named_lines(profile)
+    assert named and all(chain == [("work", "", 0)] for chain in named), named
+    warnings = [w for w in profile.meta.warnings if "source lines" in w]
+    assert len(warnings) == 1 and damage in warnings[0], profile.meta.warnings
+    m = next(iter(profile.mappings.values()))
+    assert not (m.has_line_numbers or m.has_filenames or m.has_inline_frames)
+
+
+def test_without_llvm_symbolizer_names_without_lines_and_one_warning(stripped, monkeypatch):
+    d, build_id, debug, slot = stripped
+    shutil.copy(debug, slot)
+    monkeypatch.setattr(lines, "find_tool", lambda: None)
+    profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
+    assert all(chain == [("work", "", 0)] for chain in _named_lines(profile))
+    warnings = [w for w in profile.meta.warnings if "llvm-symbolizer" in w]
+    assert len(warnings) == 1 and "apt install llvm" in warnings[0]
