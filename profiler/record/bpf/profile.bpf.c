@@ -216,6 +216,7 @@ BPF_ARRAY(leaf_rules, struct leaf_rule, LEAF_RULES);
 
 #if CALL_GRAPH_DWARF
 BPF_ARRAY(copy_scratch, struct copy_record, NR_CPUS);
+BPF_PERCPU_ARRAY(copy_pending, u64, 1);  // bytes sent since this CPU last woke user space
 BPF_RINGBUF_OUTPUT(copies, COPY_RING_PAGES);
 #endif
 
@@ -550,7 +551,20 @@ static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid,
         n = sizeof(struct copy_head) + STACK_COPY;
     // User space reads the ring on its own timer (the ring holds half a
     // second): a wake-up per record would cost an interrupt per sample.
-    if (copies.ringbuf_output(r, n, BPF_RB_NO_WAKEUP) != 0)
+    // Each CPU wakes it once it has sent a quarter of the ring's share of
+    // one CPU since its last wake-up, so a burst (page faults at -c 1) is
+    // read while it lasts instead of overflowing.
+    u64 wake = BPF_RB_NO_WAKEUP;
+    u32 zero = 0;
+    u64 *pending = copy_pending.lookup(&zero);
+    if (pending) {
+        *pending += n;  // per-CPU: no atomic needed
+        if (*pending > COPY_RING_PAGES * 4096ULL / (4 * NR_CPUS)) {
+            *pending = 0;
+            wake = BPF_RB_FORCE_WAKEUP;
+        }
+    }
+    if (copies.ringbuf_output(r, n, wake) != 0)
         stat_add(STAT_LOST_COPY_RING);
 }
 #endif

@@ -118,11 +118,15 @@ COPY_RING_MIN, COPY_RING_MAX = 1 << 20, 64 << 20  # bytes
 
 def copy_ring_pages(options: RecordOptions) -> int:
     """Pages of the copy ring: half a second of full copies from every CPU
-    at the sampling rate (a power of 2, 1 to 64 MiB). Copies are mostly
-    shorter than the limit, so it holds more in practice."""
-    rate = options.sampling.frequency or 1000  # an event period: a guess at its rate
+    at the sampling frequency (a power of 2, 1 to 64 MiB); the largest for
+    an event period. Copies are mostly shorter than the limit, so it holds
+    more in practice."""
+    if not options.sampling.frequency:
+        # An event period (-c): its rate is unknown, and events such as page
+        # faults come in bursts faster than any reader: the largest ring.
+        return COPY_RING_MAX // 4096
     cpus = len(options.cpus) or possible_cpus()
-    want = rate * cpus * (options.stack_copy + 80) * COPY_RING_SECONDS
+    want = options.sampling.frequency * cpus * (options.stack_copy + 80) * COPY_RING_SECONDS
     size = 1 << max(0, int(want) - 1).bit_length()
     return max(COPY_RING_MIN, min(COPY_RING_MAX, size)) // 4096
 
@@ -198,7 +202,7 @@ def _compiler_message(text: str) -> str:
 MAP_NAMES = ("scratch", "stack_ids0", "stack_ids1", "stacks", "recent", "counts0", "counts1",
              "slots0", "slots1", "control",
              "config", "stats", "targets", "seen", "notices")
-DWARF_MAP_NAMES = ("copy_scratch", "copies")
+DWARF_MAP_NAMES = ("copy_scratch", "copy_pending", "copies")
 FP_MAP_NAMES = ("leaf_rules",)
 RING_MAPS = ("notices", "copies")
 CONFIG_TARGET, CONFIG_CGROUP = 0, 1
