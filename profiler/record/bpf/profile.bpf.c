@@ -20,7 +20,8 @@
 //                       space unwinds it with the objects' CFI (profiler/unwind/)
 //   STACK_COPY          bytes of user stack copied per sample (a multiple of 8)
 //   COPY_RING_PAGES     pages of the `copies` ring buffer (a power of 2)
-//   NR_CPUS             possible CPUs (dwarf: a scratch slot per CPU)
+//   COPY_CPUS           possible CPUs (dwarf: a scratch slot per CPU; not NR_CPUS,
+//                       which the kernel headers define as the kernel's own limit)
 //
 // Nothing that changes from run to run (a pid, a cgroup id) is compiled in,
 // so one compiled program serves every run with the same options (see
@@ -91,8 +92,8 @@
 #ifndef LEAF_RULES
 #define LEAF_RULES 16384  // slots for judged (process, leaf pc) pairs; a power of 2
 #endif
-#ifndef NR_CPUS
-#define NR_CPUS 1  // possible CPUs: one scratch slot each
+#ifndef COPY_CPUS
+#define COPY_CPUS 1  // possible CPUs: one scratch slot each
 #endif
 #define STACK_ID_TAG (1ULL << 63)
 #ifndef RECENT_SLOTS
@@ -215,7 +216,7 @@ BPF_ARRAY(leaf_rules, struct leaf_rule, LEAF_RULES);
 #endif
 
 #if CALL_GRAPH_DWARF
-BPF_ARRAY(copy_scratch, struct copy_record, NR_CPUS);
+BPF_ARRAY(copy_scratch, struct copy_record, COPY_CPUS);
 BPF_PERCPU_ARRAY(copy_pending, u64, 1);  // bytes sent since this CPU last woke user space
 BPF_RINGBUF_OUTPUT(copies, COPY_RING_PAGES);
 #endif
@@ -559,7 +560,7 @@ static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid,
     u64 *pending = copy_pending.lookup(&zero);
     if (pending) {
         *pending += n;  // per-CPU: no atomic needed
-        if (*pending > COPY_RING_PAGES * 4096ULL / (4 * NR_CPUS)) {
+        if (*pending > COPY_RING_PAGES * 4096ULL / (4 * COPY_CPUS)) {
             *pending = 0;
             wake = BPF_RB_FORCE_WAKEUP;
         }

@@ -108,7 +108,7 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
         "INCLUDE_IDLE": int(options.include_idle),
         "CALL_GRAPH_DWARF": int(dwarf),
         **({"STACK_COPY": options.stack_copy, "COPY_RING_PAGES": copy_ring_pages(options),
-            "NR_CPUS": possible_cpus()} if dwarf else {}),
+            "COPY_CPUS": possible_cpus()} if dwarf else {}),
     }
 
 
