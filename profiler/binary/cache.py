@@ -134,18 +134,28 @@ class SymbolCache:
         meta = dict(meta, tables=[[name, len(b)] for name, b in blobs.items()])
         head = json.dumps(meta, sort_keys=True).encode()
         head += b" " * (-(4 + len(head)) % 8)  # tables start 8-aligned, to be read in place
+        write_private(path, _LEN.pack(len(head)) + head + b"".join(blobs.values()))
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write a cache file atomically, in a directory only we can write (made
+    0700 if missing). A cache is only ever a shortcut: a read-only or full
+    home, or a directory not ours alone, only costs the next run its speed."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not ours_alone(os.lstat(directory), stat.S_IFDIR):
+            return
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(_LEN.pack(len(head)) + head + b"".join(blobs.values()))
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError:
-            pass  # a read-only or full home only costs the next run its speed
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
 
 
 _DEFAULT: SymbolCache | None = None

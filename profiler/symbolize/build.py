@@ -12,7 +12,6 @@ titles are computed here, once.
 """
 from __future__ import annotations
 
-import os
 
 from profiler.model.maps import MapEntry
 from profiler.model.profile import (FrameKind, Function, Line, Location, Mapping, Meta,
@@ -21,7 +20,7 @@ from profiler.model.raw import RawProfile
 from profiler.options import SymbolizeOptions
 from profiler.symbolize import perfmap, summary
 from profiler.symbolize.symbolizer import Frame, PathFor, Symbolizer
-from profiler.unwind.stacks import StackSample, unwind
+from profiler.unwind.stacks import unwind
 
 KERNEL_MAPPING = "[kernel.kallsyms]"
 _TIME_EVENTS = ("cpu-clock", "task-clock")

@@ -50,6 +50,7 @@ import zlib
 from typing import Iterable, NamedTuple
 
 from profiler.binary import debuginfo, elf
+from profiler.binary.cache import write_private
 from profiler.binary.readfile import open_regular, ours_alone, trusted_for_cache
 
 TIMEOUT = 600  # seconds for one object's batch; a huge object takes seconds
@@ -333,18 +334,7 @@ class LinesStore:
         path = self._path(build_id, kind)
         if path is None:
             return
-        try:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(_encode(chains))
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError:
-            pass
+        write_private(path, _encode(chains))
 
 
 # ---------------------------------------------------------------- one object

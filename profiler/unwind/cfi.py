@@ -20,11 +20,11 @@ import io
 import os
 import stat
 import struct
-import tempfile
 import zlib
 from typing import Any, BinaryIO, NamedTuple
 
 from profiler.binary.elf import SHF_COMPRESSED, elf_layout, read_sections
+from profiler.binary.cache import write_private
 from profiler.binary.readfile import ours_alone
 
 UNDEFINED, SAME, OFFSET, VAL_OFFSET, REGISTER, EXPRESSION, VAL_EXPRESSION = range(7)
@@ -836,21 +836,7 @@ def _save_index(cache, build_id, kind: str, index) -> None:
         offsets.byteswap()
     size = int(kind.rsplit("-", 1)[1])
     blob = _MAGIC + _COUNT.pack(len(starts), size) + starts.tobytes() + offsets.tobytes()
-    try:
-        directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not ours_alone(os.lstat(directory), stat.S_IFDIR):
-            return
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        pass  # a read-only or full home only costs the next run its speed
+    write_private(path, blob)
 
 
 def _little() -> bool:

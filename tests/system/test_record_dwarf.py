@@ -79,6 +79,21 @@ def libc_path() -> str:
     return _LIBC[0] if _LIBC else ""
 
 
+def _ours_from(out: str, w: Workload, stderr: str) -> Ours:
+    """A folded output: the workload's stacks (without the process frame)
+    and how many samples were another process's."""
+    with open(out) as f:
+        rows = parse_folded(f.read())
+    stacks = collections.Counter()
+    other = 0
+    for frames, n in rows:
+        if frames[0] == w.comm:
+            stacks[tuple(frames[1:])] += n
+        else:
+            other += n
+    return Ours(stacks, other, stderr)
+
+
 def record_ours(w: Workload, tmp_dir, mode: str = "dwarf") -> Ours:
     key = (w.name, mode)
     if key not in _OURS:
@@ -89,16 +104,7 @@ def record_ours(w: Workload, tmp_dir, mode: str = "dwarf") -> Ours:
                            "--no-inline", "-o", out, "--", *w.command(SECONDS), timeout=120)
         assert run.returncode == 0, run.stderr
         assert "Traceback" not in run.stderr, run.stderr
-        with open(out) as f:
-            rows = parse_folded(f.read())
-        stacks = collections.Counter()
-        other = 0
-        for frames, n in rows:
-            if frames[0] == w.comm:
-                stacks[tuple(frames[1:])] += n
-            else:
-                other += n
-        _OURS[key] = Ours(stacks, other, run.stderr)
+        _OURS[key] = _ours_from(out, w, run.stderr)
     return _OURS[key]
 
 
@@ -130,16 +136,7 @@ def record_both(w: Workload, tmp_dir) -> tuple[Ours, list[perf_oracle.Sample]]:
             proc.wait()
         assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
         assert theirs, "perf record did not finish"
-        with open(out) as f:
-            rows = parse_folded(f.read())
-        stacks = collections.Counter()
-        other = 0
-        for frames, n in rows:
-            if frames[0] == w.comm:
-                stacks[tuple(frames[1:])] += n
-            else:
-                other += n
-        _BOTH[w.name] = (Ours(stacks, other, run.stderr),
+        _BOTH[w.name] = (_ours_from(out, w, run.stderr),
                          [s for s in theirs[0] if s.comm == w.comm])
     return _BOTH[w.name]
 
