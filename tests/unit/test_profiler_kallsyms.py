@@ -1,3 +1,4 @@
+from conftest import require
 from profiler.symbolize.kallsyms import HIDDEN_FRAME, parse_kallsyms
 
 TEXT = """\
@@ -62,9 +63,8 @@ def test_kernel_text_cache_serves_the_same_names(tmp_path):
     from profiler.binary.cache import SymbolCache
     from profiler.symbolize.kallsyms import _address_of, load_kernel_symbols, read_kallsyms
     full = read_kallsyms()
-    if full.hidden or not len(full.addresses):
-        import pytest
-        pytest.skip("kernel addresses are hidden here (kptr_restrict)")
+    require(not full.hidden and len(full.addresses) > 0,
+            "kernel addresses are hidden here (kptr_restrict): needs root")
     cold = load_kernel_symbols(SymbolCache(str(tmp_path)))
     entries = list(tmp_path.rglob("*.kallsyms"))
     assert len(entries) == 1

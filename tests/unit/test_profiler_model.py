@@ -107,18 +107,20 @@ def test_print_program_shows_flags_and_source(capsys):
 
 
 def test_headers_plan(tmp_path):
+    # The fixture is named for this machine's Debian architecture (amd64,
+    # arm64, ...), as the headers installed here are.
+    import platform
+    from profiler.record.kheaders import _DEB_ARCH
+    arch = _DEB_ARCH.get(platform.machine(), (platform.machine(), ""))[0]
     src = tmp_path / "src"
-    (src / "linux-headers-6.1.0-9-amd64" / "include" / "generated").mkdir(parents=True)
+    (src / f"linux-headers-6.1.0-9-{arch}" / "include" / "generated").mkdir(parents=True)
     common = src / "linux-headers-6.1.0-9-common" / "include" / "linux"
     common.mkdir(parents=True)
     (common / "kconfig.h").write_text("")
-    (src / "linux-headers-5.10.0-1-amd64").mkdir()
-    import platform
-    if platform.machine() != "x86_64":
-        pytest.skip("the fixture names amd64 headers")
+    (src / f"linux-headers-5.10.0-1-{arch}").mkdir()
     plan = plan_headers("6.18.0-test", src=str(src), modules=str(tmp_path / "none"), environ={},
                         builtin=str(tmp_path / "none"))
-    assert plan.arch_dir.name == "linux-headers-6.1.0-9-amd64"
+    assert plan.arch_dir.name == f"linux-headers-6.1.0-9-{arch}"
     assert plan.common_dir.name == "linux-headers-6.1.0-9-common"
     with pytest.raises(KernelHeadersError) as e:
         plan_headers("6.18.0-test", src=str(tmp_path / "empty"), modules=str(tmp_path / "none"),

@@ -210,8 +210,7 @@ def test_perf_map_reading_is_capped(tmp_path):
 
 def _planted_map(pid: int) -> str:
     path = f"/tmp/perf-{perfmap.namespace_pid(pid)}.map"
-    if os.path.lexists(path):
-        pytest.skip(f"{path} exists")
+    require(not os.path.lexists(path), f"{path} exists already (left by another run)")
     return path
 
 
@@ -228,8 +227,7 @@ def test_perf_map_that_is_a_symlink_is_refused(tmp_path):
 
 
 def test_perf_map_owned_by_someone_else_is_refused(tmp_path, monkeypatch):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give the file away")
+    require(os.geteuid() == 0, "needs root to give the file away")
     pid = os.getpid()
     path = _planted_map(pid)
     try:
@@ -416,8 +414,7 @@ def test_symbol_sizes_past_the_address_space_do_not_stop_anything(tmp_path):
 
 
 def test_default_cache_directory_must_be_ours(tmp_path, monkeypatch):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give a directory away")
+    require(os.geteuid() == 0, "needs root to give a directory away")
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     os.chown(theirs, 65534, 65534)
