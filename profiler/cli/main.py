@@ -247,13 +247,13 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
     options = record_options(ns, command)
     if options.print_program:
         from profiler.record import cgroup
-        from profiler.record.bpf.program import defines, program_text
+        from profiler.record.bpf.config import defines, program_text
         by_cgroup = options.target.kind is opt.TargetKind.COMMAND and cgroup.available()
         _write_stdout(program_text(defines(options, by_cgroup)))
         return 0
     out = output_options(ns)
     render = _render_factory(ns) if out.format is opt.OutputFormat.SVG else None
-    from profiler.record.bpf.program import check_privileges
+    from profiler.record.bpf.compiler import check_privileges
     from profiler.export.write import check_writable, rescue_places
     check_privileges()
     check_writable(out.path)  # now: a recording must not end in a failed write

@@ -153,7 +153,8 @@ def record(options: RecordOptions,
         _test_signal("start")
         from profiler.record.bpf import program as bpf_program  # imports bcc lazily, when constructed
 
-        bpf_program.check_privileges()
+        from profiler.record.bpf.compiler import check_privileges
+        check_privileges()
         event = events.resolve_event(options.event)
         cpus = check_cpus(options.cpus, event)
         check_targets(options)
@@ -262,7 +263,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         tracker.notice(launcher.pid, exec_=True)
 
     counts: dict = {}
-    stacks: dict[int, bytes] = {}  # packed until the run ends (bpf_program.unpack_stack)
+    stacks: dict[int, bytes] = {}  # packed until the run ends (stackkeys.unpack_stack)
     interval = min(FIRST_DRAIN, options.drain_interval)
     next_drain = t0 + interval
     next_progress = t0 + PROGRESS_EVERY
@@ -329,7 +330,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
-    from profiler.record.bpf.program import unpack_stack
+    from profiler.record.bpf.stackkeys import unpack_stack
     stacks = {key: unpack_stack(packed) for key, packed in stacks.items()}
     profile = RawProfile(info=info, counts=records, stacks=stacks,
                          processes=processes, stats=stats,

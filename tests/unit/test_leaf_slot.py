@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 from conftest import ROOT, require
-from profiler.record.bpf.program import leaf_slot
+from profiler.record.bpf.leaves import leaf_slot
 
 SOURCE = ROOT / "profiler" / "record" / "bpf" / "profile.bpf.c"
 

@@ -1,35 +1,36 @@
-"""The only module that imports bcc (lazily, and only to compile): load,
-attach, read maps.
+"""The BPF program of a run: compile (through compiler.py, the one module
+that imports bcc) or load a kept image, attach, read maps and rings.
 
 `BpfSampler` owns everything loaded into the kernel for one run; `close()`
 (also via `with`) detaches and unloads all of it on every exit path.
 """
 from __future__ import annotations
 
-import array
 import contextlib
 import ctypes
 import dataclasses
 import gc
 import os
-import pathlib
 import re
 import struct
 import sys
-import tempfile
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
+from profiler.record.bpf import copies
+from profiler.record.bpf.compiler import (captured_stderr, compiler_message, import_bcc,
+                                          release_freed_memory)
 from profiler.record.bpf import image as bpf_image
 from profiler.record.bpf import maps as bpf_maps
+from profiler.record.bpf.config import SOURCE, defines, program_text
+from profiler.record.bpf.leaves import Judge, LeafCallers
+from profiler.record.bpf.stackkeys import MISSING_STACK, STACK_ID_TAG, StackKeys, from_bucket
 from profiler.record import events
-from profiler.errors import BccMissingError, CompileError, NotPermittedError
+from profiler.errors import CompileError, NotPermittedError
 from profiler.record.events import PerfEventAttr
 from profiler.record.kheaders import HeadersPlan, kernel_source
-from profiler.record.cpus import possible_cpus
-from profiler.options import CallGraph, RecordOptions, StackSides, TargetKind
+from profiler.options import RecordOptions
 
-SOURCE = pathlib.Path(__file__).resolve().parent / "profile.bpf.c"
 SAMPLE_FN = b"prof_sample"
 EXEC_FN = b"prof_exec"
 PROGRAM_NAMES = ("prof_sample", "prof_exec")  # as bpftool lists them
@@ -38,14 +39,6 @@ STATS = ("samples", "lost_stack_store_full", "lost_counts_map_full",
          "user_walk_errors", "kernel_walk_errors", "process_notices_lost",
          "stacks_walked_again", "lost_copy_ring_full", "user_copy_failed")
 NOTICE_NEW, NOTICE_EXEC = 1, 2
-# Stack keys. In the kernel's count keys, bit 63 marks a bucket id of the
-# count's generation, and a clear bit 63 a content hash. Bucket ids are
-# reused once a generation is emptied, and one stack may be stored either
-# way, so user space replaces both by a key of its own for the run: bit 63
-# and a serial number for each distinct stack.
-STACK_ID_TAG = 1 << 63
-MISSING_STACK = (1 << 64) - 1  # a bucket that could not be read: no frames under this key
-CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,139 +59,6 @@ class Drained:
     fill: float = 0.0  # share of the fullest of the generation's maps that was in use
 
 
-def max_stack_depth() -> int:
-    try:
-        return max(1, min(int(pathlib.Path("/proc/sys/kernel/perf_event_max_stack")
-                              .read_text()), 127))
-    except (OSError, ValueError):
-        return 127
-
-
-def pid_max() -> int:
-    try:
-        return int(pathlib.Path("/proc/sys/kernel/pid_max").read_text())
-    except (OSError, ValueError):
-        return 4194304  # the kernel's limit on 64-bit
-
-
-def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
-    """The -D flags that configure profile.bpf.c for these options.
-
-    `by_cgroup`: `-- COMMAND` runs in a cgroup of its own; filter on it, so
-    its children are sampled too (else only the command's own process is).
-    Per-run values (the pid, the cgroup id) are not flags but `config`
-    entries, so that a compiled program can be kept and used again.
-    """
-    kind = options.target.kind
-    dwarf = options.call_graph_used is CallGraph.DWARF
-    # With dwarf, user space counts: the count maps are not used.
-    counts = 1 if dwarf else options.stack_storage_size
-    return {
-        "MAX_DEPTH": max_stack_depth(),
-        "STACK_STORAGE_SIZE": options.stack_storage_size,
-        "COUNTS_SIZE": counts,
-        "SLOTS": 1 << (counts - 1).bit_length(),
-        "PID_WORDS": (pid_max() + 63) // 64,
-        "FILTER_TGID": int(kind is TargetKind.PIDS or (kind is TargetKind.COMMAND and not by_cgroup)),
-        "FILTER_CGROUP": int(by_cgroup),
-        "FILTER_TID": int(kind is TargetKind.TIDS),
-        "WANT_USER": int(options.sides is not StackSides.KERNEL),
-        "WANT_KERNEL": int(options.sides is not StackSides.USER),
-        "PER_THREAD": int(options.per_thread),
-        "INCLUDE_IDLE": int(options.include_idle),
-        "CALL_GRAPH_DWARF": int(dwarf),
-        **({"STACK_COPY": options.stack_copy, "COPY_RING_PAGES": copy_ring_pages(options),
-            "COPY_CPUS": possible_cpus()} if dwarf else {}),
-    }
-
-
-COPY_RING_SECONDS = 0.5  # of samples the copy ring holds while user space is busy
-COPY_RING_MIN, COPY_RING_MAX = 1 << 20, 64 << 20  # bytes
-
-
-def copy_ring_pages(options: RecordOptions) -> int:
-    """Pages of the copy ring: half a second of full copies from every CPU
-    at the sampling frequency (a power of 2, 1 to 64 MiB); the largest for
-    an event period. Copies are mostly shorter than the limit, so it holds
-    more in practice."""
-    if not options.sampling.frequency:
-        # An event period (-c): its rate is unknown, and events such as page
-        # faults come in bursts faster than any reader: the largest ring.
-        return COPY_RING_MAX // 4096
-    cpus = len(options.cpus) or possible_cpus()
-    want = options.sampling.frequency * cpus * (options.stack_copy + 80) * COPY_RING_SECONDS
-    size = 1 << max(0, int(want) - 1).bit_length()
-    return max(COPY_RING_MIN, min(COPY_RING_MAX, size)) // 4096
-
-
-def program_text(flags: dict[str, int]) -> str:
-    """The program as BCC compiles it: the -D flags, then the source file."""
-    head = "".join(f"#define {k} {v}\n" for k, v in flags.items())
-    return f"// compiled with: {' '.join(f'-D{k}={v}' for k, v in flags.items())}\n" \
-           + head + SOURCE.read_text()
-
-
-def check_privileges() -> None:
-    if os.geteuid() == 0:
-        return
-    try:
-        status = pathlib.Path("/proc/self/status").read_text()
-        cap = int(next(l.split()[1] for l in status.splitlines() if l.startswith("CapEff")), 16)
-    except (OSError, StopIteration, ValueError):
-        cap = 0
-    if not (cap >> CAP_BPF & 1 and cap >> CAP_PERFMON & 1 and cap >> CAP_SYS_ADMIN & 1):
-        raise NotPermittedError(
-            "recording needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to load BPF and "
-            "read other processes' memory maps)",
-            "run it as root, e.g. 'sudo .venv/bin/profiler record ...'")
-
-
-def import_bcc():
-    try:
-        import bcc  # noqa: the one import of bcc in the project
-    except ImportError as err:
-        raise BccMissingError(
-            f"the BCC Python module cannot be imported ({err})",
-            "run 'make setup' (installs Debian's python3-bpfcc) and use the project's "
-            ".venv/bin/python, which sees the system site-packages") from None
-    return bcc
-
-
-@contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Collect what libbcc/clang write to fd 2 (they bypass sys.stderr)."""
-    out: list[str] = []
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
-
-
-def _release_freed_memory() -> None:
-    """Give clang's freed working memory back to the system after compiling.
-
-    LLVM frees most of what it used, but glibc keeps it in its free lists:
-    about 60 MB that would otherwise stay resident for the whole run and add
-    to the memory symbolizing and rendering use afterwards.
-    """
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (AttributeError, OSError):  # not glibc: nothing to trim
-        pass
-
-
-def _compiler_message(text: str) -> str:
-    lines = [l for l in text.splitlines() if l.strip() and "modprobe" not in l]
-    errors = [l for l in lines if "error" in l.lower()]
-    return "\n".join((errors or lines)[:12]) or "(the compiler printed nothing)"
-
-
 MAP_NAMES = ("scratch", "stack_ids0", "stack_ids1", "stacks", "recent", "counts0", "counts1",
              "slots0", "slots1", "control",
              "config", "stats", "targets", "seen", "notices")
@@ -213,46 +73,9 @@ _SLOT_STATE = 8 + (7 if sys.byteorder == "big" else 0)
 _NONZERO = re.compile(rb"[^\x00]")
 _LOSSES = ("lost_stack_store_full", "lost_counts_map_full")
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
-_LEAF_RULE = struct.Struct("=QII")  # struct leaf_rule
-
-
-def leaf_slot(pid: int, ip: int, slots: int) -> int:
-    """The slot of leaf_rules a (process, pc) pair is judged in: the
-    program's leaf_slot(), to the bit."""
-    h = ((ip ^ (pid << 40)) * 0x9E3779B97F4A7C15) & (2 ** 64 - 1)
-    return (h >> 40) & (slots - 1)
 _NOTICE = struct.Struct("=II")
-# struct copy_head: pid, tid, kernel_hash, ip, sp, fp, lr, size, flags, comm
-COPY_HEAD = struct.Struct("=IIQQQQQII16s")
-COPY_GEN1, COPY_USER = 1, 2
-
-
-@dataclasses.dataclass(frozen=True)
-class StackCopy:
-    """One dwarf-mode sample: the user registers and the copied stack."""
-
-    pid: int
-    tid: int
-    comm: str
-    ip: int
-    sp: int
-    fp: int
-    lr: int
-    stack: bytes  # the bytes at [sp, sp + len(stack))
-    has_user: bool  # False: no user context (a kernel thread)
-
-
-def _pack(ips) -> bytes:
-    return array.array("Q", ips).tobytes()
-
-
-def unpack_stack(packed: bytes) -> tuple[int, ...]:
-    """A stack as drains hand it over (packed) -> addresses, leaf first."""
-    return struct.unpack(f"={len(packed) // 8}Q", packed)
-
-
 # A dwarf-mode sample's user stack, unwound: addresses, leaf first.
-UnwindCopy = Callable[[StackCopy], tuple[int, ...]]
+UnwindCopy = Callable[[copies.StackCopy], tuple[int, ...]]
 
 
 class BpfSampler:
@@ -260,7 +83,8 @@ class BpfSampler:
 
     The program comes from a kept image when one matches (image.py: no
     compiling, BCC not even imported), else from BCC, and is kept then. Maps
-    are read through libbcc_bpf (maps.py) either way.
+    are read through libbcc_bpf (maps.py) either way. Configuration is in
+    config.py, compiling's helpers and the bcc import in compiler.py.
     """
 
     def __init__(self, options: RecordOptions, plan: HeadersPlan,
@@ -269,10 +93,7 @@ class BpfSampler:
         self._perf_fds: list[int] = []
         self._slots: list[bpf_maps.MappedArray] = []
         self._live = 0  # the generation the program writes to
-        # A stack -> its key for the run. Stacks are kept packed (8 bytes an
-        # address): a run holds every distinct stack it saw, and a tuple of
-        # ints costs five times as much.
-        self._interned: dict[bytes, int] = {}
+        self._keys = StackKeys()
         self._by_hash: dict[int, int] = {}  # content hash -> key for the run
         self._losses = 0  # samples lost as of the last drain
         self._to_sweep: set[int] = set()  # generations whose stack maps may hold orphans
@@ -283,13 +104,11 @@ class BpfSampler:
         self._per_thread = bool(self.flags.get("PER_THREAD"))
         self._unwind_copy: UnwindCopy | None = None
         self._copy_counts: dict[CountKey, int] = {}  # dwarf: counted here, not in the kernel
-        self._copy_new: dict[int, tuple[int, ...]] = {}  # stacks first seen since the last drain
+        self._copy_new: dict[int, bytes] = {}  # stacks first seen since the last drain
         self._bucket_keys: list[dict[int, int]] = [{}, {}]  # dwarf: bucket id -> run key, per generation
         self._ring_losses = 0
         self.copy_errors = 0  # records the unwinder failed on (a bug: counted, never fatal)
-        self._leaf_rule: Callable[[int, int], int] | None = None  # fp: judges frameless leaves
-        self._leaf_rules: dict[tuple[int, int], int] = {}
-        self._stack_of: dict[int, bytes] = {}  # fp: run key -> packed stack, to put callers back
+        self._leaf_callers: LeafCallers | None = None  # fp: callers of frameless leaves
         text = program_text(self.flags)
         key = bpf_image.key_for(text, plan.description + repr(plan))
         self.loaded = None
@@ -297,7 +116,7 @@ class BpfSampler:
         image = bpf_image.read(key)
         if image is not None:
             # libbcc_bpf prints the verifier's log when it refuses: not for users
-            with _captured_stderr():
+            with captured_stderr():
                 try:
                     self.loaded = bpf_image.load(image)
                     self._specs = {m.name: m for m in image.maps}
@@ -318,13 +137,13 @@ class BpfSampler:
         """Compile with BCC and load; the image to keep (None if it cannot be kept)."""
         bcc = import_bcc()
         gc.collect()  # what parsing and importing left behind, before clang's peak
-        _release_freed_memory()
+        release_freed_memory()
         with kernel_source(plan) as source:
             env_before = os.environ.get("BCC_KERNEL_SOURCE")
             if source:
                 os.environ["BCC_KERNEL_SOURCE"] = source
             try:
-                with _captured_stderr() as log:
+                with captured_stderr() as log:
                     try:
                         self._bpf = bcc.BPF(text=SOURCE.read_text(),
                                             cflags=[f"-D{k}={v}" for k, v in self.flags.items()])
@@ -347,10 +166,10 @@ class BpfSampler:
                                         "run as root (CAP_BPF and CAP_PERFMON)")
             raise CompileError(
                 f"BCC could not build the BPF program ({failure}):\n"
-                + _compiler_message(log[0]),
+                + compiler_message(log[0]),
                 "check the kernel headers ('make setup'); run with --print-program "
                 "to see the program as compiled")
-        _release_freed_memory()
+        release_freed_memory()
         specs, fds = {}, {}
         for name in MAP_NAMES + self._mode_maps():
             try:
@@ -420,22 +239,18 @@ class BpfSampler:
         self._ring.add_raw(self.loaded.maps["copies"], self._take_copy)
 
     def _take_copy(self, address: int, size: int) -> None:
-        head = ctypes.string_at(address, min(size, COPY_HEAD.size))
-        if len(head) < COPY_HEAD.size:
+        found = copies.decode(address, size)
+        if found is None:
             return
-        pid, tid, kernel, ip, sp, fp, lr, n, flags, comm = COPY_HEAD.unpack(head)
-        n = max(0, min(n, size - COPY_HEAD.size))
-        stack = ctypes.string_at(address + COPY_HEAD.size, n) if n else b""
-        name = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
-        copy = StackCopy(pid, tid, name, ip, sp, fp, lr, stack, bool(flags & COPY_USER))
+        copy, kernel, gen = found
         try:
-            user = self._intern(self._unwind_copy(copy), self._copy_new) \
+            user = self._keys.intern(self._unwind_copy(copy), self._copy_new) \
                 if copy.has_user else 0
-            kernel_key = self._kernel_key(kernel, flags & COPY_GEN1)
+            kernel_key = self._kernel_key(kernel, gen)
         except Exception:  # an unwinder bug must not lose the run: count it
             self.copy_errors += 1
             user, kernel_key = MISSING_STACK, 0
-        key = CountKey(pid, tid if self._per_thread else 0, name, user, kernel_key)
+        key = CountKey(copy.pid, copy.tid if self._per_thread else 0, copy.comm, user, kernel_key)
         self._copy_counts[key] = self._copy_counts.get(key, 0) + 1
 
     def _kernel_key(self, kernel: int, gen: int) -> int:
@@ -449,11 +264,8 @@ class BpfSampler:
             if key is None:
                 bucket = _U32.pack(kernel & 0xFFFFFFFF)
                 raw = self._maps[f"stack_ids{gen}"].lookup(bucket)
-                if raw is None:
-                    key = MISSING_STACK
-                else:
-                    ips = struct.unpack(f"={len(raw) // 8}Q", raw)
-                    key = self._intern(ips[:ips.index(0)] if 0 in ips else ips, self._copy_new)
+                key = MISSING_STACK if raw is None else \
+                    self._keys.intern(from_bucket(raw), self._copy_new)
                 keys[kernel] = key
             return key
         if kernel not in self._by_hash:  # stored by content since the last drain
@@ -523,7 +335,7 @@ class BpfSampler:
         raw = [(_COUNT_KEY.unpack(k), _U64.unpack_from(v)[0]) for k, v in counts_map.drain()]
         hashed = len(raw)
         raw += self._take_slots(gen)
-        new: dict[int, tuple[int, ...]] = {}
+        new: dict[int, bytes] = {}
         by_content = self._drain_content_stacks(new)
         table = self._maps[f"stack_ids{gen}"]
         run_key = {0: 0}
@@ -547,8 +359,11 @@ class BpfSampler:
         counts = []
         for (pid, tid, user, kernel, comm, ret_word, ret_from), n in raw:
             user_key = run_key[user]
-            if ret_from and self._leaf_rule is not None and user_key != MISSING_STACK:
-                user_key = self._frameless_caller(pid, user_key, ret_word, ret_from, new)
+            if ret_from and self._leaf_callers is not None and user_key != MISSING_STACK:
+                fixed = self._leaf_callers.stack(pid, self._keys.stack(user_key), ret_word,
+                                                 ret_from)
+                if fixed is not None:
+                    user_key = self._keys.intern(fixed, new)
             counts.append((CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
                                     user_key, run_key[kernel]), n))
         fill = max(buckets / table.max_entries, hashed / counts_map.max_entries,
@@ -590,68 +405,30 @@ class BpfSampler:
             out.append((_COUNT_KEY.unpack_from(data, at + _SLOT_HEAD.size), count))
         return out
 
-    def _intern(self, ips: tuple[int, ...], new: dict[int, bytes]) -> int:
-        """The stack's key for the run, the same however the kernel stored
-        it; added to `new` (packed, see unpack_stack) the first time the run
-        sees the stack."""
-        packed = _pack(ips)
-        key = self._interned.get(packed)
-        if key is None:
-            key = self._interned[packed] = STACK_ID_TAG | (len(self._interned) + 1)
-            new[key] = packed
-            if self._leaf_rule is not None:
-                self._stack_of[key] = packed
-        return key
+    def on_leaf_rule(self, judge: Judge) -> None:
+        """fp mode: `judge(pid, pc)` judges a sampled leaf by its CFI (see
+        leaves.py), so that the caller a frame-pointer walk skipped is put
+        back."""
+        self._keys.keep_stacks = True
+        self._leaf_callers = LeafCallers(judge, self._maps["leaf_rules"])
 
-    def on_leaf_rule(self, leaf_rule: Callable[[int, int], int]) -> None:
-        """fp mode: `leaf_rule(pid, pc)` judges a sampled leaf by its CFI:
-        k + 1 when its return address is at sp + k (no frame set up), else
-        0. Judged leaves are told to the program (the `leaf_rules` map)."""
-        self._leaf_rule = leaf_rule
-
-    def _frameless_caller(self, pid: int, key: int, word: int, read_from: int,
-                          new: dict[int, tuple[int, ...]]) -> int:
-        """The stack `key` with the caller a frame-pointer walk skipped put
-        back after the leaf, when the leaf's CFI says its return address is
-        the word read (from sp + read_from - 1); else `key` unchanged."""
-        packed = self._stack_of.get(key)
-        if not packed:
-            return key
-        ips = unpack_stack(packed)
-        judged = self._leaf_rules.get((pid, ips[0]))
-        if judged is None:
-            try:
-                judged = self._leaf_rule(pid, ips[0])
-            except Exception:  # a judge that fails judges nothing: no frame is added
-                judged = 0
-            self._leaf_rules[(pid, ips[0])] = judged
-            with contextlib.suppress(OSError):  # refused: later samples read sp still
-                self._maps["leaf_rules"].update(
-                    _U32.pack(leaf_slot(pid, ips[0], self._maps["leaf_rules"].max_entries)),
-                    _LEAF_RULE.pack(ips[0], pid, judged))
-        if judged != read_from or (len(ips) > 1 and ips[1] == word):
-            return key
-        return self._intern((ips[0], word, *ips[1:]), new)
-
-    def _take_bucket(self, table: bpf_maps.BpfMap, stack_id: int,
-                     new: dict[int, tuple[int, ...]]) -> int:
+    def _take_bucket(self, table: bpf_maps.BpfMap, stack_id: int, new: dict[int, bytes]) -> int:
         """Read and free one bucket: its stack's key for the run."""
         bucket = _U32.pack(stack_id)
         raw = table.lookup(bucket)
         if raw is None:
             return MISSING_STACK
         table.delete(bucket)
-        ips = struct.unpack(f"={len(raw) // 8}Q", raw)
-        return self._intern(ips[:ips.index(0)] if 0 in ips else ips, new)
+        return self._keys.intern(from_bucket(raw), new)
 
-    def _drain_content_stacks(self, new: dict[int, tuple[int, ...]]) -> int:
+    def _drain_content_stacks(self, new: dict[int, bytes]) -> int:
         """Copy out and delete every stack stored by content; how many. A
         hash names the same stack all run, and a count may use it drains
         after its stack was taken out (the program skips storing it again)."""
         items = self._maps["stacks"].drain()
         for k, v in items:
             nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
-            self._by_hash[_U64.unpack(k)[0]] = self._intern(
+            self._by_hash[_U64.unpack(k)[0]] = self._keys.intern(
                 struct.unpack_from(f"={nr}Q", v, 8), new)
         return len(items)
 

@@ -1,0 +1,56 @@
+"""Each distinct stack's key for the run.
+
+In the kernel's count keys, bit 63 marks a bucket id of the count's
+generation, and a clear bit 63 a content hash. Bucket ids are reused once a
+generation is emptied, and one stack may be stored either way, so user
+space replaces both by a key of its own for the run: bit 63 and a serial
+number for each distinct stack. Stacks are kept packed (8 bytes an
+address): a run holds every distinct stack it saw, and a tuple of ints
+costs five times as much.
+"""
+from __future__ import annotations
+
+import array
+import struct
+
+STACK_ID_TAG = 1 << 63
+MISSING_STACK = (1 << 64) - 1  # a bucket that could not be read: no frames under this key
+
+
+def pack(ips) -> bytes:
+    return array.array("Q", ips).tobytes()
+
+
+def unpack_stack(packed: bytes) -> tuple[int, ...]:
+    """A stack as drains hand it over (packed) -> addresses, leaf first."""
+    return struct.unpack(f"={len(packed) // 8}Q", packed)
+
+
+def from_bucket(raw: bytes) -> tuple[int, ...]:
+    """The addresses of a stack-trace map bucket (zero-padded after the last)."""
+    ips = struct.unpack(f"={len(raw) // 8}Q", raw)
+    return ips[:ips.index(0)] if 0 in ips else ips
+
+
+class StackKeys:
+    def __init__(self) -> None:
+        self._keys: dict[bytes, int] = {}
+        self._stacks: dict[int, bytes] = {}  # key -> stack, when asked for (by_key)
+        self.keep_stacks = False
+
+    def intern(self, ips, new: dict[int, bytes]) -> int:
+        """The stack's key for the run, the same however the kernel stored
+        it; added to `new` (packed) the first time the run sees it."""
+        packed = pack(ips)
+        key = self._keys.get(packed)
+        if key is None:
+            key = self._keys[packed] = STACK_ID_TAG | (len(self._keys) + 1)
+            new[key] = packed
+            if self.keep_stacks:
+                self._stacks[key] = packed
+        return key
+
+    def stack(self, key: int) -> tuple[int, ...]:
+        """The addresses of a key interned while keep_stacks was on; () else."""
+        packed = self._stacks.get(key)
+        return unpack_stack(packed) if packed else ()
