@@ -11,488 +11,32 @@ the unwinder can key its precomputed per-row plan on the row object.
 Everything here reads bytes a profiled process controls: a malformed CIE or
 FDE reads as "no row" (the unwinder then falls back to the frame pointer),
 never as an exception, and every loop is bounded by the section's size.
+
+The parts: cfi_records.py reads CIEs and FDEs, cfi_program.py runs their
+CFA instructions into rows, cfi_index.py finds an address's FDE; this module
+puts them together per section and per object.
 """
 from __future__ import annotations
 
 import array
 import bisect
 import io
-import os
-import stat
 import struct
 import zlib
 from typing import Any, BinaryIO, NamedTuple
 
 from profiler.binary.elf import SHF_COMPRESSED, elf_layout, read_sections
-from profiler.binary.cache import write_private
-from profiler.binary.readfile import ours_alone
-
-UNDEFINED, SAME, OFFSET, VAL_OFFSET, REGISTER, EXPRESSION, VAL_EXPRESSION = range(7)
-
-
-class Rule(NamedTuple):
-    """How one register of the caller is recovered."""
-
-    kind: int
-    value: int = 0  # offset, or register number
-    expr: bytes = b""  # for EXPRESSION / VAL_EXPRESSION
-
-
-class Row(NamedTuple):
-    """The unwind row in force at one instruction."""
-
-    cfa_reg: int  # DWARF register number, or -1 when the CFA is an expression
-    cfa_offset: int
-    cfa_expr: bytes
-    regs: tuple[tuple[int, Rule], ...]  # every register the CFI mentions, by number
-    ra_column: int
-    signal_frame: bool
+from profiler.unwind.cfi_index import hdr_index, load_index, save_index, scan_index
+# The row types and kinds are the unwinder's vocabulary: named here, where it looks.
+from profiler.unwind.cfi_program import (EXPRESSION, OFFSET, REGISTER, SAME, UNDEFINED,  # noqa: F401
+                                         VAL_EXPRESSION, VAL_OFFSET, MAX_ROWS, Row, Rule, State,
+                                         run_program)
+from profiler.unwind.cfi_records import Bad, Cie, Frames, Place
 
 
 _ROW_CACHE = 1 << 17  # vaddrs per table; a cleared cache only costs re-lookups
 _FDE_CACHE = 1 << 13  # decoded FDEs per table
-_MAX_ROWS = 1 << 16  # rows per FDE: more is a corrupt program, cut there
-_MAX_STATES = 64  # DW_CFA_remember_state nesting
 _DECOMPRESSED_MAX = 256 << 20
-
-
-class _Bad(Exception):
-    """Malformed CFI: caught inside this module, never raised out of it."""
-
-
-# ---------------------------------------------------------------- bytes
-
-
-class _Cursor:
-    """Reads fields from data[pos:end], raising _Bad past `end`."""
-
-    __slots__ = ("data", "pos", "end", "order")
-
-    def __init__(self, data: bytes, pos: int, end: int, order: str) -> None:
-        self.data, self.pos, self.end, self.order = data, pos, end, order
-
-    def uint(self, n: int) -> int:
-        p = self.pos
-        if p + n > self.end:
-            raise _Bad
-        self.pos = p + n
-        return int.from_bytes(self.data[p:p + n], self.order)
-
-    def sint(self, n: int) -> int:
-        p = self.pos
-        if p + n > self.end:
-            raise _Bad
-        self.pos = p + n
-        return int.from_bytes(self.data[p:p + n], self.order, signed=True)
-
-    def u8(self) -> int:
-        p = self.pos
-        if p >= self.end:
-            raise _Bad
-        self.pos = p + 1
-        return self.data[p]
-
-    def uleb(self) -> int:
-        data, pos, end = self.data, self.pos, self.end
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 70:  # 11 bytes: no real 64-bit value is longer
-                raise _Bad
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                self.pos = pos
-                return result
-
-    def sleb(self) -> int:
-        data, pos, end = self.data, self.pos, self.end
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 70:
-                raise _Bad
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                self.pos = pos
-                return result - (1 << shift) if b & 0x40 else result
-
-    def block(self) -> bytes:
-        n = self.uleb()
-        p = self.pos
-        if p + n > self.end:
-            raise _Bad
-        self.pos = p + n
-        return bytes(self.data[p:p + n])
-
-    def cstring(self) -> bytes:
-        i = self.data.find(b"\0", self.pos, self.end)
-        if i < 0:
-            raise _Bad
-        s = bytes(self.data[self.pos:i])
-        self.pos = i + 1
-        return s
-
-
-class _Place(NamedTuple):
-    """Where a section's bytes live, to resolve the pointers inside it."""
-
-    addr: int  # sh_addr: pcrel pointers are relative to addr + position
-    datarel: int | None  # DW_EH_PE_datarel base (.eh_frame_hdr's address), if known
-    addr_size: int
-    order: str
-
-
-DW_EH_PE_omit = 0xFF
-
-
-def _pointer(cur: _Cursor, enc: int, place: _Place, strict: bool = True) -> int:
-    """A DW_EH_PE-encoded pointer. `strict=False` only steps over it
-    (a personality routine: its value does not matter, its size does)."""
-    fmt, app = enc & 0x0F, enc & 0x70
-    where = place.addr + cur.pos
-    if fmt == 0x00:
-        v = cur.uint(place.addr_size)
-    elif fmt == 0x01:
-        v = cur.uleb()
-    elif fmt == 0x02:
-        v = cur.uint(2)
-    elif fmt == 0x03:
-        v = cur.uint(4)
-    elif fmt == 0x04:
-        v = cur.uint(8)
-    elif fmt == 0x09:
-        v = cur.sleb()
-    elif fmt == 0x0A:
-        v = cur.sint(2)
-    elif fmt == 0x0B:
-        v = cur.sint(4)
-    elif fmt == 0x0C:
-        v = cur.sint(8)
-    else:
-        raise _Bad
-    if not strict:
-        return 0
-    if app == 0x10:
-        v += where
-    elif app == 0x30:
-        if place.datarel is None:
-            raise _Bad
-        v += place.datarel
-    elif app != 0:
-        raise _Bad  # textrel/funcrel/aligned: not emitted for FDEs on our targets
-    if enc & 0x80:
-        raise _Bad  # indirect: the value is in process memory, not in the file
-    return v & ((1 << (8 * place.addr_size)) - 1)
-
-
-def _range(cur: _Cursor, enc: int, place: _Place) -> int:
-    """An FDE's pc_range: the format of the encoding without its application."""
-    return _pointer(cur, enc & 0x0F, place)
-
-
-# ---------------------------------------------------------------- CIEs and FDEs
-
-
-class _Cie(NamedTuple):
-    code_align: int
-    data_align: int
-    ra: int
-    fde_enc: int  # pointer encoding of FDE addresses (absptr in .debug_frame)
-    augmented: bool  # 'z': FDEs carry an augmentation data block
-    signal: bool
-    init: tuple[int, int]  # initial instructions: data[start:end]
-    addr_size: int
-
-
-class _Frames:
-    """One .eh_frame or .debug_frame section and what was decoded from it."""
-
-    def __init__(self, data: bytes, place: _Place, eh: bool) -> None:
-        self.data, self.place, self.eh = data, place, eh
-        self.cies: dict[int, _Cie | None] = {}
-        self.initial: dict[_Cie, tuple] = {}  # CIE -> state after its instructions
-
-    def entry(self, off: int) -> tuple[bool, int, int, int, int] | None:
-        """(is_cie, CIE offset for an FDE, body start, end, header end) of
-        the entry at `off`, None at a terminator."""
-        data = self.data
-        cur = _Cursor(data, off, len(data), self.place.order)
-        length = cur.uint(4)
-        if length == 0:
-            return None
-        wide = length == 0xFFFFFFFF
-        if wide:
-            length = cur.uint(8)
-        end = cur.pos + length
-        if end > len(data) or length < 4:
-            raise _Bad
-        cur.end = end
-        id_pos = cur.pos
-        # The CIE id / pointer is as wide as the length (as binutils and gdb
-        # read it; LLVM's libunwind keeps 4 bytes in .eh_frame, but no
-        # assembler emits 64-bit .eh_frame entries).
-        cid = cur.uint(8 if wide else 4)
-        if self.eh:  # an offset back from this field to the CIE; 0 for a CIE
-            return cid == 0, id_pos - cid, cur.pos, end, end
-        is_cie = cid == (0xFFFFFFFFFFFFFFFF if wide else 0xFFFFFFFF)
-        return is_cie, cid, cur.pos, end, end
-
-    def cie(self, off: int) -> _Cie | None:
-        if off in self.cies:
-            return self.cies[off]
-        try:
-            cie = self._parse_cie(off)
-        except _Bad:
-            cie = None
-        self.cies[off] = cie
-        return cie
-
-    def _parse_cie(self, off: int) -> _Cie:
-        if not 0 <= off < len(self.data):
-            raise _Bad
-        head = self.entry(off)
-        if head is None or not head[0]:
-            raise _Bad
-        _, _, body, end, _ = head
-        place = self.place
-        cur = _Cursor(self.data, body, end, place.order)
-        version = cur.u8()
-        if version not in ((1, 3) if self.eh else (1, 3, 4)):
-            raise _Bad
-        aug = cur.cstring()
-        addr_size = place.addr_size
-        if version == 4:
-            addr_size = cur.u8()
-            if addr_size not in (4, 8) or cur.u8() != 0:  # segment_size
-                raise _Bad
-        if aug.startswith(b"eh"):  # old GCC: a pointer to exception data
-            cur.uint(addr_size)
-            aug = aug[2:]
-        code_align = cur.uleb()
-        data_align = cur.sleb()
-        ra = cur.u8() if version == 1 else cur.uleb()
-        fde_enc = 0  # absptr
-        signal = augmented = False
-        if aug.startswith(b"z"):
-            augmented = True
-            size = cur.uleb()
-            stop = cur.pos + size
-            if stop > end:
-                raise _Bad
-            for c in aug[1:]:
-                if c == 0x52:  # R
-                    fde_enc = cur.u8()
-                elif c == 0x50:  # P
-                    _pointer(cur, cur.u8(), place, strict=False)
-                elif c == 0x4C:  # L: the LSDA encoding, for FDEs' (skipped) data
-                    cur.u8()
-                elif c == 0x53:  # S
-                    signal = True
-                elif c in (0x42, 0x47):  # B (arm64 BTI), G (MTE): no data
-                    pass
-                else:
-                    break  # unknown: the size above still lets us skip the rest
-            cur.pos = stop
-        elif aug:
-            raise _Bad  # no 'z': an unknown augmentation's data cannot be skipped
-        if fde_enc == DW_EH_PE_omit:
-            raise _Bad
-        return _Cie(code_align, data_align, ra, fde_enc, augmented, signal,
-                    (cur.pos, end), addr_size)
-
-    def fde(self, off: int) -> tuple[int, int, _Cie, int, int]:
-        """(pc_begin, pc_end, CIE, instructions start, end) of the FDE at `off`."""
-        if not 0 <= off < len(self.data):
-            raise _Bad
-        head = self.entry(off)
-        if head is None or head[0]:
-            raise _Bad
-        _, cie_off, body, end, _ = head
-        cie = self.cie(cie_off)
-        if cie is None:
-            raise _Bad
-        place = self.place
-        if cie.addr_size != place.addr_size:
-            place = place._replace(addr_size=cie.addr_size)
-        cur = _Cursor(self.data, body, end, place.order)
-        begin = _pointer(cur, cie.fde_enc, place)
-        size = _range(cur, cie.fde_enc, place)
-        if cie.augmented:
-            n = cur.uleb()
-            cur.pos += n
-            if cur.pos > end:
-                raise _Bad
-        return begin, begin + size, cie, cur.pos, end
-
-
-# ---------------------------------------------------------------- CFA programs
-
-
-class _State:
-    __slots__ = ("cfa_reg", "cfa_offset", "cfa_expr", "regs", "loc")
-
-    def __init__(self, cfa_reg=-1, cfa_offset=0, cfa_expr=b"", regs=None) -> None:
-        self.loc = 0
-        self.cfa_reg, self.cfa_offset, self.cfa_expr = cfa_reg, cfa_offset, cfa_expr
-        self.regs: dict[int, Rule] = regs if regs is not None else {}
-
-    def copy(self) -> "_State":
-        return _State(self.cfa_reg, self.cfa_offset, self.cfa_expr, dict(self.regs))
-
-
-def _run(frames: _Frames, cie: _Cie, start: int, end: int, state: _State,
-         initial: dict[int, Rule], loc: int, pc_end: int, emit) -> tuple[int, bool]:
-    """Run the CFA instructions in data[start:end] from `loc`; before each
-    advance, emit(loc, state) for the row that ends there. Returns the
-    final location, and False if an instruction could not be read or is
-    unknown there (the rest of the FDE then reads as "no row")."""
-    try:
-        return _steps(frames, cie, start, end, state, initial, loc, pc_end, emit), True
-    except _Bad:
-        return state.loc, False
-
-
-def _steps(frames: _Frames, cie: _Cie, start: int, end: int, state: _State,
-           initial: dict[int, Rule], loc: int, pc_end: int, emit) -> int:
-    state.loc = loc
-    place = frames.place
-    cur = _Cursor(frames.data, start, end, place.order)
-    regs = state.regs
-    ca, da = cie.code_align, cie.data_align
-    stack: list[_State] = []
-    while cur.pos < end:
-        op = cur.u8()
-        high, low = op & 0xC0, op & 0x3F
-        if high == 0x40:  # advance_loc
-            delta = low * ca
-        elif high == 0x80:  # offset
-            regs[low] = Rule(OFFSET, cur.uleb() * da)
-            continue
-        elif high == 0xC0:  # restore
-            _restore(regs, initial, low)
-            continue
-        elif op == 0x00:  # nop
-            continue
-        elif op == 0x01:  # set_loc
-            target = _pointer(cur, cie.fde_enc, place) if frames.eh else cur.uint(cie.addr_size)
-            if target < loc:
-                raise _Bad
-            delta = target - loc
-        elif op == 0x02:
-            delta = cur.uint(1) * ca
-        elif op == 0x03:
-            delta = cur.uint(2) * ca
-        elif op == 0x04:
-            delta = cur.uint(4) * ca
-        elif op == 0x05:  # offset_extended
-            reg = cur.uleb()
-            regs[reg] = Rule(OFFSET, cur.uleb() * da)
-            continue
-        elif op == 0x06:  # restore_extended
-            _restore(regs, initial, cur.uleb())
-            continue
-        elif op == 0x07:
-            regs[cur.uleb()] = Rule(UNDEFINED)
-            continue
-        elif op == 0x08:
-            regs[cur.uleb()] = Rule(SAME)
-            continue
-        elif op == 0x09:  # register
-            reg = cur.uleb()
-            regs[reg] = Rule(REGISTER, cur.uleb())
-            continue
-        elif op == 0x0A:  # remember_state
-            if len(stack) >= _MAX_STATES:
-                raise _Bad
-            stack.append(state.copy())
-            continue
-        elif op == 0x0B:  # restore_state: the CFA too (as GCC and readelf do)
-            if not stack:
-                raise _Bad
-            saved = stack.pop()
-            state.cfa_reg, state.cfa_offset, state.cfa_expr = \
-                saved.cfa_reg, saved.cfa_offset, saved.cfa_expr
-            regs.clear()
-            regs.update(saved.regs)
-            continue
-        elif op == 0x0C:  # def_cfa
-            state.cfa_reg = cur.uleb()
-            state.cfa_offset = cur.uleb()
-            state.cfa_expr = b""
-            continue
-        elif op == 0x0D:  # def_cfa_register
-            state.cfa_reg = cur.uleb()
-            state.cfa_expr = b""
-            continue
-        elif op == 0x0E:  # def_cfa_offset
-            state.cfa_offset = cur.uleb()
-            continue
-        elif op == 0x0F:  # def_cfa_expression
-            state.cfa_expr = cur.block()
-            state.cfa_reg = -1
-            state.cfa_offset = 0
-            continue
-        elif op == 0x10:  # expression
-            reg = cur.uleb()
-            regs[reg] = Rule(EXPRESSION, 0, cur.block())
-            continue
-        elif op == 0x11:  # offset_extended_sf
-            reg = cur.uleb()
-            regs[reg] = Rule(OFFSET, cur.sleb() * da)
-            continue
-        elif op == 0x12:  # def_cfa_sf
-            state.cfa_reg = cur.uleb()
-            state.cfa_offset = cur.sleb() * da
-            state.cfa_expr = b""
-            continue
-        elif op == 0x13:  # def_cfa_offset_sf
-            state.cfa_offset = cur.sleb() * da
-            continue
-        elif op == 0x14:  # val_offset
-            reg = cur.uleb()
-            regs[reg] = Rule(VAL_OFFSET, cur.uleb() * da)
-            continue
-        elif op == 0x15:  # val_offset_sf
-            reg = cur.uleb()
-            regs[reg] = Rule(VAL_OFFSET, cur.sleb() * da)
-            continue
-        elif op == 0x16:  # val_expression
-            reg = cur.uleb()
-            regs[reg] = Rule(VAL_EXPRESSION, 0, cur.block())
-            continue
-        elif op == 0x2D:  # GNU_window_save (SPARC) / AARCH64_negate_ra_state: no row change here
-            continue
-        elif op == 0x2E:  # GNU_args_size: only matters to exception handling
-            cur.uleb()
-            continue
-        elif op == 0x2F:  # GNU_negative_offset_extended
-            reg = cur.uleb()
-            regs[reg] = Rule(OFFSET, -cur.uleb() * da)
-            continue
-        else:
-            raise _Bad
-        if delta:
-            emit(loc, state)
-            loc += delta
-            state.loc = loc
-            if loc >= pc_end:
-                return loc
-    return loc
-
-
-def _restore(regs: dict[int, Rule], initial: dict[int, Rule], reg: int) -> None:
-    rule = initial.get(reg)
-    if rule is None:
-        regs.pop(reg, None)
-    else:
-        regs[reg] = rule
-
-
-# ---------------------------------------------------------------- one section
 
 
 class _Fde(NamedTuple):
@@ -505,7 +49,7 @@ class _Fde(NamedTuple):
 class _Source:
     """Finds rows in one frame section through a sorted (start, offset) index."""
 
-    def __init__(self, frames: _Frames, starts: array.array, offsets: array.array) -> None:
+    def __init__(self, frames: Frames, starts: array.array, offsets: array.array) -> None:
         self.frames, self.starts, self.offsets = frames, starts, offsets
         self._fdes: dict[int, _Fde | None] = {}
         self._interned: dict[Row, Row] = {}
@@ -540,35 +84,35 @@ class _Source:
         frames = self.frames
         begin, end, cie, start, stop = frames.fde(off)
         if end <= begin:
-            raise _Bad
-        state = _State()
+            raise Bad
+        state = State()
         initial = frames.initial.get(cie)
         if initial is None:
-            if not _run(frames, cie, cie.init[0], cie.init[1], state, {}, 0, 1 << 64,
+            if not run_program(frames, cie, cie.init[0], cie.init[1], state, {}, 0, 1 << 64,
                         lambda loc, s: None)[1]:
-                raise _Bad
+                raise Bad
             initial = (state.cfa_reg, state.cfa_offset, state.cfa_expr, dict(state.regs))
             frames.initial[cie] = initial
-            state = _State()
+            state = State()
         state.cfa_reg, state.cfa_offset, state.cfa_expr = initial[:3]
         state.regs = dict(initial[3])
         locs: list[int] = []
         rows: list[Row | None] = []
 
-        def emit(loc: int, s: _State) -> None:
+        def emit(loc: int, s: State) -> None:
             row = self._row(s, cie)
             if locs and locs[-1] == loc:
                 rows[-1] = row
                 return
-            if len(locs) >= _MAX_ROWS:
-                raise _Bad
+            if len(locs) >= MAX_ROWS:
+                raise Bad
             locs.append(loc)
             rows.append(row)
 
-        loc, ok = _run(frames, cie, start, stop, state, initial[3], begin, end, emit)
+        loc, ok = run_program(frames, cie, start, stop, state, initial[3], begin, end, emit)
         if loc < end:
             if not ok:  # rows before the bad instruction stand; from there on, none
-                state = _State()
+                state = State()
             if locs and locs[-1] == loc:
                 rows[-1] = self._row(state, cie)
             else:
@@ -576,7 +120,7 @@ class _Source:
                 rows.append(self._row(state, cie))
         return _Fde(begin, end, locs, rows)
 
-    def _row(self, s: _State, cie: _Cie) -> Row | None:
+    def _row(self, s: State, cie: Cie) -> Row | None:
         if s.cfa_reg < 0 and not s.cfa_expr:
             return None  # no CFA rule yet: nothing to unwind with
         row = Row(s.cfa_reg, s.cfa_offset, s.cfa_expr, tuple(sorted(s.regs.items())),
@@ -669,16 +213,16 @@ def _source(sec, hdr, elfclass: int, order: str, addr_size: int, cache, build_id
         if data is None:
             return None
     # datarel in .eh_frame itself is GOT-relative (i386): unknown here, so unread.
-    frames = _Frames(data, _Place(sec.addr if eh else 0, None, addr_size, order), eh)
+    frames = Frames(data, Place(sec.addr if eh else 0, None, addr_size, order), eh)
     if hdr is not None:
-        index = _hdr_index(hdr, sec.addr, len(data), addr_size, order)
+        index = hdr_index(hdr, sec.addr, len(data), addr_size, order)
         if index is not None:
             return _Source(frames, *index)
     kind = f"cfi-index{sec.name.replace('.', '-')}-{len(data)}"
-    index = _load_index(cache, build_id, kind, len(data))
+    index = load_index(cache, build_id, kind, len(data))
     if index is None:
-        index = _scan_index(frames)
-        _save_index(cache, build_id, kind, index)
+        index = scan_index(frames)
+        save_index(cache, build_id, kind, index)
     return _Source(frames, *index)
 
 
@@ -708,136 +252,3 @@ def _decompress(data: bytes, elfclass: int, order: str) -> bytes | None:
         return out if len(out) == size else None
     except Exception:  # noqa: BLE001 - any decoder failure means "absent"
         return None
-
-
-def _hdr_index(hdr, eh_addr: int, eh_size: int, addr_size: int, order: str):
-    """(starts, offsets) from .eh_frame_hdr's sorted table, None if it has
-    none or it cannot be read."""
-    data = hdr.data
-    place = _Place(hdr.addr, hdr.addr, addr_size, order)
-    cur = _Cursor(data, 0, len(data), order)
-    try:
-        if cur.u8() != 1:
-            return None
-        ptr_enc, count_enc, table_enc = cur.u8(), cur.u8(), cur.u8()
-        if ptr_enc != DW_EH_PE_omit:
-            _pointer(cur, ptr_enc, place)
-        if count_enc == DW_EH_PE_omit or table_enc == DW_EH_PE_omit:
-            return None
-        count = _pointer(cur, count_enc, place)
-        pos = cur.pos
-        if table_enc == 0x3B:  # datarel|sdata4: the standard layout, unpacked in bulk
-            if count * 8 > len(data) - pos:
-                return None
-            pairs = array.array("i", data[pos:pos + count * 8])
-            if (order == "little") != (array.array("i", [1]).tobytes()[0] == 1):
-                pairs.byteswap()
-            base = hdr.addr
-            starts = array.array("Q", [(v + base) & 0xFFFFFFFFFFFFFFFF for v in pairs[0::2]])
-            offsets = array.array("q", [v + base - eh_addr for v in pairs[1::2]])
-        else:
-            if count > len(data):  # every entry takes at least a byte
-                return None
-            starts, offsets = array.array("Q"), array.array("q")
-            for _ in range(count):
-                starts.append(_pointer(cur, table_enc, place))
-                offsets.append(_pointer(cur, table_enc, place) - eh_addr)
-    except (_Bad, OverflowError):
-        return None
-    if any(not 0 <= o < eh_size for o in offsets):
-        return None
-    if any(starts[i] > starts[i + 1] for i in range(len(starts) - 1)):
-        pairs = sorted(zip(starts, offsets))
-        starts = array.array("Q", [p[0] for p in pairs])
-        offsets = array.array("q", [p[1] for p in pairs])
-    return starts, offsets
-
-
-def _scan_index(frames: _Frames) -> tuple[array.array, array.array]:
-    """(starts, offsets) of every readable FDE, sorted by start: read once
-    when no .eh_frame_hdr table says where they are."""
-    found = []
-    data, off = frames.data, 0
-    while off + 4 <= len(data):
-        try:
-            head = frames.entry(off)
-        except _Bad:
-            break  # a length that cannot be trusted: nothing after it can be found
-        if head is None:
-            # A zero terminator ends .eh_frame for libgcc; readelf reads on,
-            # and so do we: whatever follows is parsed as carefully as the rest.
-            off += 4
-            continue
-        if not head[0]:
-            try:
-                begin, end, *_ = frames.fde(off)
-                if end > begin:
-                    found.append((begin, off))
-            except _Bad:
-                pass
-        off = head[3]
-    found.sort()
-    return (array.array("Q", [f[0] for f in found]), array.array("q", [f[1] for f in found]))
-
-
-# ---------------------------------------------------------------- disk cache
-
-_MAGIC = b"CFIX\x01\x00\x00\x00"
-_COUNT = struct.Struct("<QQ")
-
-
-def _index_path(cache, build_id: bytes | None, kind: str) -> str | None:
-    directory = getattr(cache, "directory", None)
-    if not directory or not build_id:
-        return None
-    h = build_id.hex()
-    return os.path.join(directory, h[:2], f"{h[2:]}.{kind}")
-
-
-def _load_index(cache, build_id, kind: str, size: int):
-    path = _index_path(cache, build_id, kind)
-    if path is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        try:
-            st = os.fstat(fd)
-            if not ours_alone(st, stat.S_IFREG) or st.st_size > 64 + 16 * size:
-                return None  # not ours alone, or larger than any index of this section
-            with os.fdopen(os.dup(fd), "rb") as f:
-                blob = f.read()
-        finally:
-            os.close(fd)
-        if blob[:8] != _MAGIC:
-            return None
-        count, section = _COUNT.unpack_from(blob, 8)
-        if section != size or len(blob) != 24 + 16 * count:
-            return None
-        starts = array.array("Q", blob[24:24 + 8 * count])
-        offsets = array.array("q", blob[24 + 8 * count:])
-        if not _little():
-            starts.byteswap()
-            offsets.byteswap()
-        if any(not 0 <= o < size for o in offsets) or \
-                any(starts[i] > starts[i + 1] for i in range(count - 1)):
-            return None
-        return starts, offsets
-    except (OSError, ValueError, struct.error, OverflowError, MemoryError):
-        return None
-
-
-def _save_index(cache, build_id, kind: str, index) -> None:
-    path = _index_path(cache, build_id, kind)
-    if path is None:
-        return
-    starts, offsets = array.array("Q", index[0]), array.array("q", index[1])
-    if not _little():
-        starts.byteswap()
-        offsets.byteswap()
-    size = int(kind.rsplit("-", 1)[1])
-    blob = _MAGIC + _COUNT.pack(len(starts), size) + starts.tobytes() + offsets.tobytes()
-    write_private(path, blob)
-
-
-def _little() -> bool:
-    return array.array("H", [1]).tobytes()[0] == 1
