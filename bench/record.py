@@ -31,12 +31,11 @@ import pathlib
 import subprocess
 import statistics
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from profiler.record.kheaders import kernel_source, plan_headers  # noqa: E402
+from benchenv import bench_env  # noqa: E402  (bench/benchenv.py: bench/ is on sys.path)
 
 BCC_PROFILE = "/usr/sbin/profile-bpfcc"
 # Frame pointers, as BCC's tool walks: the same work on both sides.
@@ -178,53 +177,43 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/record.py: run as root", file=sys.stderr)
         return 1
-    stats_path = pathlib.Path("/proc/sys/kernel/bpf_stats_enabled")
-    stats_before = stats_path.read_text().strip()
-    stats_path.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory() as tmpname, kernel_source(plan_headers()) as src:
-            tmp = pathlib.Path(tmpname)
-            exe = build(tmp)
-            env = dict(os.environ)
-            if src:
-                env["BCC_KERNEL_SOURCE"] = src
-            chain = build(tmp, "fp_chain")
-            costs = {"one hot path (fp_chain)": median_cost(chain, ["600"], env, args.rounds),
-                     "many stacks": median_cost(exe, ["600"], env, args.rounds)}
-            worker = subprocess.Popen([exe, "600"])
-            try:
-                time.sleep(0.2)
-                pid = str(worker.pid)
-                ours_runs, cold_runs, bcc_runs = [], [], []
-                cold_env = dict(env, PROFILER_NO_PROGRAM_CACHE="1")
-                for _ in range(args.repeat):  # interleaved: both see the same load
-                    ours_runs.append(timed([*OURS, "-q", "-p", pid, "-d", "1",
-                                            "-o", str(tmp / "o.svg")], env))
-                    cold_runs.append(timed([*OURS, "-q", "-p", pid, "-d", "1",
-                                            "-o", str(tmp / "o.svg")], cold_env))
-                    bcc_runs.append(timed([BCC_PROFILE, "-f", "-p", pid, "1"], env))
-            finally:
-                worker.kill()
-                worker.wait()
-            print(f"{'':34}{'ours':>14}{'BCC profile':>14}")
-            for workload, cost in costs.items():
-                print(f"{'in-kernel ns/sample, ' + workload:34}"
-                      f"{cost['ours'][0]:>14.0f}{cost['bcc'][0]:>14.0f}")
-                print(f"{'  (program runs measured)':34}{cost['ours'][1]:>14}{cost['bcc'][1]:>14}")
-                print(f"{'  ours / BCC, median of rounds':34}{cost['ratio'][0]:>14.3f}")
-            print(f"{'1 s profile, wall s (best)':34}{min(r[0] for r in ours_runs):>14.2f}"
-                  f"{min(r[0] for r in bcc_runs):>14.2f}")
-            print(f"{'1 s profile, peak RSS MB (best)':34}{min(r[1] for r in ours_runs):>14.0f}"
-                  f"{min(r[1] for r in bcc_runs):>14.0f}")
-            print(f"{'  first run (compiles), wall s':34}{min(r[0] for r in cold_runs):>14.2f}")
-            print(f"{'  first run (compiles), RSS MB':34}{min(r[1] for r in cold_runs):>14.0f}")
-            if not args.skip_loss:
-                ol, ot = our_loss(exe, env, tmp)
-                bl, bt = bcc_loss(exe, env, tmp)
-                print(f"{'many stacks 999 Hz 8 s, lost':34}{ol:>8}/{ot:<5}{bl:>8}/{bt:<5}")
-                print(f"{'  lost %':34}{100 * ol / max(ot, 1):>14.3f}{100 * bl / max(bt, 1):>14.3f}")
-    finally:
-        stats_path.write_text(stats_before)
+    with bench_env() as (tmp, env):
+        exe = build(tmp)
+        chain = build(tmp, "fp_chain")
+        costs = {"one hot path (fp_chain)": median_cost(chain, ["600"], env, args.rounds),
+                 "many stacks": median_cost(exe, ["600"], env, args.rounds)}
+        worker = subprocess.Popen([exe, "600"])
+        try:
+            time.sleep(0.2)
+            pid = str(worker.pid)
+            ours_runs, cold_runs, bcc_runs = [], [], []
+            cold_env = dict(env, PROFILER_NO_PROGRAM_CACHE="1")
+            for _ in range(args.repeat):  # interleaved: both see the same load
+                ours_runs.append(timed([*OURS, "-q", "-p", pid, "-d", "1",
+                                        "-o", str(tmp / "o.svg")], env))
+                cold_runs.append(timed([*OURS, "-q", "-p", pid, "-d", "1",
+                                        "-o", str(tmp / "o.svg")], cold_env))
+                bcc_runs.append(timed([BCC_PROFILE, "-f", "-p", pid, "1"], env))
+        finally:
+            worker.kill()
+            worker.wait()
+        print(f"{'':34}{'ours':>14}{'BCC profile':>14}")
+        for workload, cost in costs.items():
+            print(f"{'in-kernel ns/sample, ' + workload:34}"
+                  f"{cost['ours'][0]:>14.0f}{cost['bcc'][0]:>14.0f}")
+            print(f"{'  (program runs measured)':34}{cost['ours'][1]:>14}{cost['bcc'][1]:>14}")
+            print(f"{'  ours / BCC, median of rounds':34}{cost['ratio'][0]:>14.3f}")
+        print(f"{'1 s profile, wall s (best)':34}{min(r[0] for r in ours_runs):>14.2f}"
+              f"{min(r[0] for r in bcc_runs):>14.2f}")
+        print(f"{'1 s profile, peak RSS MB (best)':34}{min(r[1] for r in ours_runs):>14.0f}"
+              f"{min(r[1] for r in bcc_runs):>14.0f}")
+        print(f"{'  first run (compiles), wall s':34}{min(r[0] for r in cold_runs):>14.2f}")
+        print(f"{'  first run (compiles), RSS MB':34}{min(r[1] for r in cold_runs):>14.0f}")
+        if not args.skip_loss:
+            ol, ot = our_loss(exe, env, tmp)
+            bl, bt = bcc_loss(exe, env, tmp)
+            print(f"{'many stacks 999 Hz 8 s, lost':34}{ol:>8}/{ot:<5}{bl:>8}/{bt:<5}")
+            print(f"{'  lost %':34}{100 * ol / max(ot, 1):>14.3f}{100 * bl / max(bt, 1):>14.3f}")
     return 0
 
 

@@ -47,14 +47,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from record import BCC_PROFILE, OURS, perf_event_progs  # noqa: E402  (bench/record.py)
-from profiler.record.kheaders import kernel_source, plan_headers  # noqa: E402
+from benchenv import bench_env  # noqa: E402
 from profiler.model.raw import TRUNCATED  # noqa: E402
 
 WORKLOADS = ROOT / "bench" / "workloads"
@@ -461,59 +460,49 @@ def main() -> int:
     command = shlex.join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT))
                           else sys.executable, "bench/unwind.py", *sys.argv[1:]])
 
-    stats_path = pathlib.Path("/proc/sys/kernel/bpf_stats_enabled")
-    stats_before = stats_path.read_text().strip()
-    stats_path.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory() as tmpname, kernel_source(plan_headers()) as src:
-            tmp = pathlib.Path(tmpname)
-            env = dict(os.environ)
-            if src:
-                env["BCC_KERNEL_SOURCE"] = src
-            work = Workload(tmp)
-            log = lambda s: print(f"[{time.monotonic() - started:6.1f} s] {s}", file=sys.stderr, flush=True)  # noqa: E731
+    with bench_env() as (tmp, env):
+        work = Workload(tmp)
+        log = lambda s: print(f"[{time.monotonic() - started:6.1f} s] {s}", file=sys.stderr, flush=True)  # noqa: E731
 
-            log("1. in-kernel cost")
-            costs = {}
-            for label, which, cpu in (("C (CPU 0)", ("C",), 0), ("python3 (CPU 0)", ("py",), 0),
-                                      ("both (all CPUs)", ("C", "py"), None)):
-                costs[label] = median_cost(work, which, cpu, env, rounds, cost_s)
-                log(f"   {label}: {costs[label]['rounds']} share {costs[label]['shares']}")
-            filtered = filter_cost(work, env, rounds, cost_s)
-            log(f"   filtered runs: {filtered}")
+        log("1. in-kernel cost")
+        costs = {}
+        for label, which, cpu in (("C (CPU 0)", ("C",), 0), ("python3 (CPU 0)", ("py",), 0),
+                                  ("both (all CPUs)", ("C", "py"), None)):
+            costs[label] = median_cost(work, which, cpu, env, rounds, cost_s)
+            log(f"   {label}: {costs[label]['rounds']} share {costs[label]['shares']}")
+        filtered = filter_cost(work, env, rounds, cost_s)
+        log(f"   filtered runs: {filtered}")
 
-            log("2, 3. copies and unwinding")
-            procs = work.start(("C", "py"))
+        log("2, 3. copies and unwinding")
+        procs = work.start(("C", "py"))
+        try:
+            labels = {procs[0].pid: "C", procs[1].pid: "python3"}
+            got = capture_copies([p.pid for p in procs], capture_s)
             try:
-                labels = {procs[0].pid: "C", procs[1].pid: "python3"}
-                got = capture_copies([p.pid for p in procs], capture_s)
-                try:
-                    unwind = unwind_passes(got, labels)
-                finally:
-                    got["recording"].close()
-                raw_stats = dict(got["recording"].profile.stats) \
-                    if hasattr(got["recording"].profile, "stats") else {}
-                log("   perf")
-                perf = perf_costs(pids_of(procs), perf_s, tmp)
+                unwind = unwind_passes(got, labels)
             finally:
-                stop(procs)
-            lengths = collections.defaultdict(list)
-            for c in got["copies"]:
-                lengths[labels.get(c.pid, "other")].append(len(c.stack))
-                lengths["all"].append(len(c.stack))
+                got["recording"].close()
+            raw_stats = dict(got["recording"].profile.stats) \
+                if hasattr(got["recording"].profile, "stats") else {}
+            log("   perf")
+            perf = perf_costs(pids_of(procs), perf_s, tmp)
+        finally:
+            stop(procs)
+        lengths = collections.defaultdict(list)
+        for c in got["copies"]:
+            lengths[labels.get(c.pid, "other")].append(len(c.stack))
+            lengths["all"].append(len(c.stack))
 
-            log("4. RSS and losses")
-            procs = work.start(("C", "py"))
-            try:
-                for hz in ("99", FREQ):  # compile and keep each program first
-                    subprocess.run([*OURS, "-q", "-F", hz, "-p", pids_of(procs), "--call-graph",
-                                    "dwarf", "-d", "0.3", "-o", "/dev/null", "--format", "folded"],
-                                   env=env, cwd=ROOT, check=True)
-                rss = {hz: rss_run(pids_of(procs), hz, rss_s, every, env, tmp) for hz in ("99", FREQ)}
-            finally:
-                stop(procs)
-    finally:
-        stats_path.write_text(stats_before)
+        log("4. RSS and losses")
+        procs = work.start(("C", "py"))
+        try:
+            for hz in ("99", FREQ):  # compile and keep each program first
+                subprocess.run([*OURS, "-q", "-F", hz, "-p", pids_of(procs), "--call-graph",
+                                "dwarf", "-d", "0.3", "-o", "/dev/null", "--format", "folded"],
+                               env=env, cwd=ROOT, check=True)
+            rss = {hz: rss_run(pids_of(procs), hz, rss_s, every, env, tmp) for hz in ("99", FREQ)}
+        finally:
+            stop(procs)
 
     # ------------------------------------------------------------ print
     p = print
