@@ -151,8 +151,7 @@ def record(options: RecordOptions,
     flag: dict = {}
     with _stop_on_signals(flag), contextlib.ExitStack() as owned:
         _test_signal("start")
-        from profiler.record.bpf import program as bpf_program  # imports bcc lazily, when constructed
-
+        from profiler.record.bpf import program as bpf_program  # bcc itself only to compile
         from profiler.record.bpf.compiler import check_privileges
         check_privileges()
         event = events.resolve_event(options.event)
@@ -263,7 +262,6 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         tracker.notice(launcher.pid, exec_=True)
 
     counts: dict = {}
-    stacks: dict[int, bytes] = {}  # packed until the run ends (stackkeys.unpack_stack)
     interval = min(FIRST_DRAIN, options.drain_interval)
     next_drain = t0 + interval
     next_progress = t0 + PROGRESS_EVERY
@@ -289,7 +287,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
             stopped_by = "targets exited"
         elif now >= next_drain:  # (when stopping, the final drain takes all)
             drained = sampler.swap_and_drain()
-            sampled |= _drain(drained, counts, stacks, tracker)
+            sampled |= _drain(drained, counts, tracker)
             if now >= next_refresh:
                 tracker.refresh(sampled)
                 sampled.clear()
@@ -307,7 +305,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     sampler.stop()
     duration = time.monotonic() - t0
     sampler.poll(0)
-    tracker.refresh(sampled | _drain(sampler.drain_all(), counts, stacks, tracker))
+    tracker.refresh(sampled | _drain(sampler.drain_all(), counts, tracker))
     stats = sampler.stats()
     if sampler.dwarf:
         stats["user_stacks_truncated"] = unwinder.truncated
@@ -330,8 +328,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
-    from profiler.record.bpf.stackkeys import unpack_stack
-    stacks = {key: unpack_stack(packed) for key, packed in stacks.items()}
+    stacks = sampler.stacks()
     profile = RawProfile(info=info, counts=records, stacks=stacks,
                          processes=processes, stats=stats,
                          jit=_jit_entries(records, stacks, tracker.files.perf_maps()),
@@ -369,15 +366,14 @@ def _sort_key(k):
     return (k.pid, k.tid, k.comm, k.user_hash, k.kernel_hash)
 
 
-def _drain(drained, counts, stacks, tracker) -> set[int]:
-    """Merge drained counts and stacks, and snapshot processes seen for the
-    first time. Returns the processes sampled, whose maps are due to be read
-    again (a changed map gets a new snapshot)."""
+def _drain(drained, counts, tracker) -> set[int]:
+    """Merge drained counts, and snapshot processes seen for the first
+    time. Returns the processes sampled, whose maps are due to be read again
+    (a changed map gets a new snapshot)."""
     pids = set()
     for key, value in drained.counts:
         counts[key] = counts.get(key, 0) + value
         pids.add(key.pid)
-    stacks.update(drained.stacks)
     for pid in pids:
         if not tracker.known(pid):
             tracker.snapshot(pid)

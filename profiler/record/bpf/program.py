@@ -54,8 +54,7 @@ class CountKey:
 class Drained:
     """What one drain took out of the kernel."""
 
-    counts: list[tuple[CountKey, int]]
-    stacks: dict[int, bytes]  # stack key -> addresses, leaf first (packed); new ones only
+    counts: list[tuple[CountKey, int]]  # user and kernel stacks by their keys (stacks())
     fill: float = 0.0  # share of the fullest of the generation's maps that was in use
 
 
@@ -104,7 +103,6 @@ class BpfSampler:
         self._per_thread = bool(self.flags.get("PER_THREAD"))
         self._unwind_copy: UnwindCopy | None = None
         self._copy_counts: dict[CountKey, int] = {}  # dwarf: counted here, not in the kernel
-        self._copy_new: dict[int, bytes] = {}  # stacks first seen since the last drain
         self._bucket_keys: list[dict[int, int]] = [{}, {}]  # dwarf: bucket id -> run key, per generation
         self._ring_losses = 0
         self.copy_errors = 0  # records the unwinder failed on (a bug: counted, never fatal)
@@ -244,7 +242,7 @@ class BpfSampler:
             return
         copy, kernel, gen = found
         try:
-            user = self._keys.intern(self._unwind_copy(copy), self._copy_new) \
+            user = self._keys.intern(self._unwind_copy(copy)) \
                 if copy.has_user else 0
             kernel_key = self._kernel_key(kernel, gen)
         except Exception:  # an unwinder bug must not lose the run: count it
@@ -265,11 +263,11 @@ class BpfSampler:
                 bucket = _U32.pack(kernel & 0xFFFFFFFF)
                 raw = self._maps[f"stack_ids{gen}"].lookup(bucket)
                 key = MISSING_STACK if raw is None else \
-                    self._keys.intern(from_bucket(raw), self._copy_new)
+                    self._keys.intern(from_bucket(raw))
                 keys[kernel] = key
             return key
         if kernel not in self._by_hash:  # stored by content since the last drain
-            self._drain_content_stacks(self._copy_new)
+            self._drain_content_stacks()
         return self._by_hash.get(kernel, MISSING_STACK)
     def attach(self, attr: PerfEventAttr, cpus: list[int]) -> None:
         """Open `attr` on every CPU, attach the program, then enable them all."""
@@ -323,10 +321,10 @@ class BpfSampler:
         if self.dwarf:
             first = self._drain_copies(self._live ^ 1)
             last = self._drain_copies(self._live)
-            return Drained(first.counts + last.counts, first.stacks | last.stacks)
+            return Drained(first.counts + last.counts)
         first = self._drain_generation(self._live ^ 1)
         last = self._drain_generation(self._live)
-        return Drained(first.counts + last.counts, first.stacks | last.stacks)
+        return Drained(first.counts + last.counts)
 
     def _drain_generation(self, gen: int) -> Drained:
         """Counts and stacks of a generation no program writes to; its
@@ -335,8 +333,7 @@ class BpfSampler:
         raw = [(_COUNT_KEY.unpack(k), _U64.unpack_from(v)[0]) for k, v in counts_map.drain()]
         hashed = len(raw)
         raw += self._take_slots(gen)
-        new: dict[int, bytes] = {}
-        by_content = self._drain_content_stacks(new)
+        by_content = self._drain_content_stacks()
         table = self._maps[f"stack_ids{gen}"]
         run_key = {0: 0}
         buckets = 0
@@ -345,7 +342,7 @@ class BpfSampler:
                 if key not in run_key:
                     if key & STACK_ID_TAG:
                         buckets += 1
-                        run_key[key] = self._take_bucket(table, key & 0xFFFFFFFF, new)
+                        run_key[key] = self._take_bucket(table, key & 0xFFFFFFFF)
                     else:
                         run_key[key] = self._by_hash.get(key, MISSING_STACK)
         losses = sum(self.stats()[name] for name in _LOSSES)
@@ -363,12 +360,12 @@ class BpfSampler:
                 fixed = self._leaf_callers.stack(pid, self._keys.stack(user_key), ret_word,
                                                  ret_from)
                 if fixed is not None:
-                    user_key = self._keys.intern(fixed, new)
+                    user_key = self._keys.intern(fixed)
             counts.append((CountKey(pid, tid, comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
                                     user_key, run_key[kernel]), n))
         fill = max(buckets / table.max_entries, hashed / counts_map.max_entries,
                    by_content / self._maps["stacks"].max_entries)
-        return Drained(counts, new, fill)
+        return Drained(counts, fill)
 
     def _drain_copies(self, gen: int) -> Drained:
         """Dwarf mode: read every record sent so far (no program writes to
@@ -385,12 +382,11 @@ class BpfSampler:
             for key in table.keys():
                 table.delete(key)
         self._bucket_keys[gen] = {}
-        by_content = self._drain_content_stacks(self._copy_new)
+        by_content = self._drain_content_stacks()
         counts, self._copy_counts = list(self._copy_counts.items()), {}
-        new, self._copy_new = self._copy_new, {}
         fill = max(len(taken) / table.max_entries,
                    by_content / self._maps["stacks"].max_entries)
-        return Drained(counts, new, fill)
+        return Drained(counts, fill)
 
     def _take_slots(self, gen: int) -> list[tuple[tuple, int]]:
         """(key fields, count) of every claimed count slot of a generation,
@@ -405,23 +401,26 @@ class BpfSampler:
             out.append((_COUNT_KEY.unpack_from(data, at + _SLOT_HEAD.size), count))
         return out
 
+    def stacks(self) -> dict[int, tuple[int, ...]]:
+        """Every stack the run's counts name, by key (leaf first)."""
+        return self._keys.stacks()
+
     def on_leaf_rule(self, judge: Judge) -> None:
         """fp mode: `judge(pid, pc)` judges a sampled leaf by its CFI (see
         leaves.py), so that the caller a frame-pointer walk skipped is put
         back."""
-        self._keys.keep_stacks = True
         self._leaf_callers = LeafCallers(judge, self._maps["leaf_rules"])
 
-    def _take_bucket(self, table: bpf_maps.BpfMap, stack_id: int, new: dict[int, bytes]) -> int:
+    def _take_bucket(self, table: bpf_maps.BpfMap, stack_id: int) -> int:
         """Read and free one bucket: its stack's key for the run."""
         bucket = _U32.pack(stack_id)
         raw = table.lookup(bucket)
         if raw is None:
             return MISSING_STACK
         table.delete(bucket)
-        return self._keys.intern(from_bucket(raw), new)
+        return self._keys.intern(from_bucket(raw))
 
-    def _drain_content_stacks(self, new: dict[int, bytes]) -> int:
+    def _drain_content_stacks(self) -> int:
         """Copy out and delete every stack stored by content; how many. A
         hash names the same stack all run, and a count may use it drains
         after its stack was taken out (the program skips storing it again)."""
@@ -429,7 +428,7 @@ class BpfSampler:
         for k, v in items:
             nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
             self._by_hash[_U64.unpack(k)[0]] = self._keys.intern(
-                struct.unpack_from(f"={nr}Q", v, 8), new)
+                struct.unpack_from(f"={nr}Q", v, 8))
         return len(items)
 
     # -------------------------------------------------------------- teardown

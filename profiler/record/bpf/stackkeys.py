@@ -35,22 +35,22 @@ def from_bucket(raw: bytes) -> tuple[int, ...]:
 class StackKeys:
     def __init__(self) -> None:
         self._keys: dict[bytes, int] = {}
-        self._stacks: dict[int, bytes] = {}  # key -> stack, when asked for (by_key)
-        self.keep_stacks = False
+        self._stacks: dict[int, bytes] = {}  # the same stacks by key (the run's stack store)
 
-    def intern(self, ips, new: dict[int, bytes]) -> int:
-        """The stack's key for the run, the same however the kernel stored
-        it; added to `new` (packed) the first time the run sees it."""
+    def intern(self, ips) -> int:
+        """The stack's key for the run, the same however the kernel stored it."""
         packed = pack(ips)
         key = self._keys.get(packed)
         if key is None:
             key = self._keys[packed] = STACK_ID_TAG | (len(self._keys) + 1)
-            new[key] = packed
-            if self.keep_stacks:
-                self._stacks[key] = packed
+            self._stacks[key] = packed
         return key
 
     def stack(self, key: int) -> tuple[int, ...]:
-        """The addresses of a key interned while keep_stacks was on; () else."""
+        """The addresses of an interned key; () for any other."""
         packed = self._stacks.get(key)
         return unpack_stack(packed) if packed else ()
+
+    def stacks(self) -> dict[int, tuple[int, ...]]:
+        """Every stack of the run by key, addresses leaf first."""
+        return {key: unpack_stack(packed) for key, packed in self._stacks.items()}
