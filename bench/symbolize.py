@@ -29,11 +29,10 @@ Run as root:  .venv/bin/python bench/symbolize.py [--repeat 3] [--show-diff N]
      kernel_frame for every lookup, then one demangle batch for the mangled
      names (demangle_names). This is the same job BCC's figure measures
      (BPF.sym with demangle=True per lookup), so the goal verdicts use it;
-   - ours, symbolize(): Symbolizer(profile).symbolize(samples), what
-     `profiler record` and `report` run: the same lookups plus spelling out
-     every sample's stack (~20 frames for each of ~9,000 count records),
-     which BCC's tool does in its print loop, outside this measurement.
-     Shown for reference;
+   - ours, build_profile(): what `profiler record` and `report` run: the
+     same lookups plus building every sample's locations (~20 frames for
+     each of ~9,000 count records), which BCC's tool does in its print
+     loop, outside this measurement. Shown for reference;
    - each of those cold (XDG_CACHE_HOME an empty directory), warm from disk
      (a new process, the cache directory the cold run filled) and warm in
      memory (a second Symbolizer in the process that just did the first);
@@ -224,12 +223,14 @@ def worker(job_path: str) -> int:
     else:
         t = time.perf_counter()
         from profiler.model.raw import RawProfile
+        from profiler.symbolize.build import build_profile
         from profiler.symbolize.symbolizer import Symbolizer
-        from profiler.unwind.stacks import unwind
         out["import_ms"] = 1e3 * (time.perf_counter() - t)
         t = time.perf_counter()
         profile = RawProfile.from_json(pathlib.Path(job["profile"]).read_text())
-        samples = user_side(unwind(profile)[0], set(job["pids"]))
+        pids = set(job["pids"])  # the user frames both tools name: the workloads'
+        profile = dataclasses.replace(profile, counts=tuple(
+            c if c.pid in pids else dataclasses.replace(c, user_stack=0) for c in profile.counts))
         out["load_ms"] = 1e3 * (time.perf_counter() - t)
         for label in ("first", "second"):
             t = time.perf_counter()
@@ -246,11 +247,9 @@ def worker(job_path: str) -> int:
                     out["resolved_user"] = [f.resolved for f in u]
                     out["resolved_kernel"] = [f.resolved for f in k]
             else:
-                sym.symbolize(samples)
+                built = build_profile(profile)
                 out[f"{label}_ms"] = 1e3 * (time.perf_counter() - t)
-                unresolved = getattr(sym, "unresolved", None)
-                out[f"{label}_named"] = (None if unresolved is None
-                                         else len(user) + len(kernel) - unresolved)
+                out[f"{label}_named"] = len(user) + len(kernel) - built.meta.unresolved_frames
     pathlib.Path(job["result"]).write_text(json.dumps(out))
     return 0
 
@@ -377,7 +376,7 @@ def main() -> int:
               f"{info['files']} files and anonymous memory; {n_kernel} kernel (address, leaf) "
               f"of all processes; {info['other_user']} user (pid, address) of other processes "
               "left out")
-        print(f"ours disk cache after a cold symbolize(): {cache_files} files, "
+        print(f"ours disk cache after a cold build_profile(): {cache_files} files, "
               f"{cache_bytes / 1e6:.1f} MB")
         print()
         rows = [
@@ -387,11 +386,11 @@ def main() -> int:
              runs["addr_disk"][0]["first_named"], runs["bcc"][0]["second_named"]),
             ("warm  addresses -> names, memory", best("addr_cold", "second_ms"), bcc_warm,
              runs["addr_cold"][0]["second_named"], runs["bcc"][0]["second_named"]),
-            ("cold  symbolize() every sample", best("sym_cold"), bcc_cold,
+            ("cold  build_profile() every sample", best("sym_cold"), bcc_cold,
              runs["sym_cold"][0]["first_named"], runs["bcc"][0]["first_named"]),
-            ("warm  symbolize(), disk cache", best("sym_disk"), bcc_warm,
+            ("warm  build_profile(), disk cache", best("sym_disk"), bcc_warm,
              runs["sym_disk"][0]["first_named"], runs["bcc"][0]["second_named"]),
-            ("warm  symbolize(), memory", best("sym_cold", "second_ms"), bcc_warm,
+            ("warm  build_profile(), memory", best("sym_cold", "second_ms"), bcc_warm,
              runs["sym_cold"][0]["second_named"], runs["bcc"][0]["second_named"]),
         ]
         print(f"{'best of ' + str(args.repeat) + ', ms':36}{'ours':>9}{'BCC':>9}{'ratio':>8}"

@@ -21,8 +21,6 @@ KERNEL_SUFFIX = "_[k]"
 JIT_SUFFIX = "_[j]"
 INLINE_SUFFIX = "_[i]"  # as stackcollapse-perf.pl --inline marks inlined callees
 SUFFIX = {FrameKind.KERNEL: KERNEL_SUFFIX, FrameKind.JIT: JIT_SUFFIX, FrameKind.USER: ""}
-NAME = "folded"
-EXTENSIONS = (".folded", ".txt")
 
 
 def clean(name: str) -> str:

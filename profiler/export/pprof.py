@@ -25,8 +25,6 @@ from profiler.errors import OutputError
 from profiler.model.profile import (FrameKind, Function, Line, Location, Mapping, Meta,
                                     Profile, Sample, ValueType, sample_index as _sample_index)
 
-NAME = "pprof"
-EXTENSIONS = (".pb.gz", ".pb", ".pprof")
 MAX_DECOMPRESSED = 512 << 20  # bytes a gzipped profile may inflate to
 GZIP_LEVEL = 6  # as Go's compress/gzip default (pprof's own writer)
 KERNEL_MAPPING = "[kernel.kallsyms]"

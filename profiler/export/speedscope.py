@@ -33,8 +33,6 @@ from profiler.errors import OutputError
 from profiler.model.profile import (FrameKind, Function, Line, Location, Meta, Profile,
                                     Sample, ValueType, sample_index)
 
-NAME = "speedscope"
-EXTENSIONS = (".speedscope.json",)
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 MAX_BYTES = 512 * 1024 * 1024
 MAX_VALUE = 2**63 - 1  # what a pprof value (int64) holds

@@ -9,8 +9,6 @@ from profiler.model.profile import Profile
 from profiler.options import Grouping
 from profiler.symbolize.summary import NO_SAMPLES
 
-NAME = "svg"
-EXTENSIONS = (".svg",)
 RenderOptionsFactory = Callable[[str, str], object]  # (title, subtitle) -> flamegraph Options
 
 

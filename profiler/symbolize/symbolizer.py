@@ -25,18 +25,8 @@ from profiler.binary.cache import SymbolCache, default_cache
 from profiler.binary.debuginfo import DEFAULT_DEBUG_DIRS
 from profiler.symbolize.demangle import demangle_all
 from profiler.symbolize.kallsyms import KernelSymbols, load_kernel_symbols
-from profiler.unwind.stacks import StackSample
 
 PathFor = Callable[[MapEntry], "str | None"]
-
-
-class SymbolizedSample(NamedTuple):  # one per count record: cheap to make
-    pid: int
-    tid: int
-    comm: str
-    user: tuple[str, ...]  # root first
-    kernel: tuple[str, ...]  # root first, without the _[k] suffix
-    count: int
 
 
 class Frame(NamedTuple):  # a tuple: made for every distinct address, so cheap to make
@@ -86,7 +76,6 @@ class Symbolizer:
         self._lines: dict[int, lines.ObjectLines | None] = {}  # id(ObjectSymbols) ->
         self._lines_keep: list[objfile.ObjectSymbols] = []  # keeps those ids valid
         self._tool: str | None | bool = False  # False: not looked for yet
-        self.unresolved = 0  # distinct frames named module+offset
         self.warnings: list[str] = []
 
     # ---------------------------------------------------------------- kernel
@@ -290,54 +279,6 @@ class Symbolizer:
         return f"/proc/{pid}/root" if live and proc.foreign_mounts else ""
 
     # ---------------------------------------------------------------- batch
-
-    def symbolize(self, samples: list[StackSample]) -> list[SymbolizedSample]:
-        """Names for every sample: each distinct address is named once,
-        mangled names go to the demangler in one batch, and stacks are then
-        spelled out with C-level maps (a profile has ~20 frames a sample,
-        and a Python step per frame would cost more than the naming)."""
-        inner: dict[int, set[int]] = {}  # pid -> return addresses (looked up at address-1)
-        leaves: dict[int, set[int]] = {}  # pid -> sampled addresses
-        kernel_inner: set[int] = set()
-        kernel_leaves: set[int] = set()
-        for s in samples:
-            if s.user:
-                inner.setdefault(s.pid, set()).update(s.user[:-1])
-                leaves.setdefault(s.pid, set()).add(s.user[-1])
-            if s.kernel:
-                kernel_inner.update(s.kernel[:-1])
-                kernel_leaves.add(s.kernel[-1])
-        user = {pid: ({a: self.user_frame(pid, a, False) for a in inner.get(pid, ())},
-                      {a: self.user_frame(pid, a, True) for a in leaves.get(pid, ())})
-                for pid in set(inner) | set(leaves)}
-        kernel = ({a: self.kernel_frame(a, False) for a in kernel_inner},
-                  {a: self.kernel_frame(a, True) for a in kernel_leaves})
-        frames = [f for pair in user.values() for side in pair for f in side.values()]
-        frames_k = [f for side in kernel for f in side.values()]
-        self.unresolved = sum(not f.resolved for f in frames) + \
-            sum(not f.resolved for f in frames_k)
-        readable = self.demangle_names(f.name for f in frames if f.mangled)
-
-        def spelled(side: dict[int, Frame]) -> dict[int, str]:
-            return {a: readable.get(f.name, f.name) if f.mangled else f.name
-                    for a, f in side.items()}
-
-        user_names = {pid: (spelled(i), spelled(l)) for pid, (i, l) in user.items()}
-        kernel_names = (spelled(kernel[0]), spelled(kernel[1]))
-
-        def names(done: dict, key, addresses: tuple[int, ...], sides) -> tuple[str, ...]:
-            if key not in done:
-                done[key] = (*map(sides[0].__getitem__, addresses[:-1]),
-                             sides[1][addresses[-1]]) if addresses else ()
-            return done[key]
-
-        empty: tuple[dict, dict] = ({}, {})
-        done_user: dict = {}
-        done_kernel: dict = {}
-        return [SymbolizedSample(
-            s.pid, s.tid, s.comm,
-            names(done_user, (s.pid, s.user), s.user, user_names.get(s.pid, empty)),
-            names(done_kernel, s.kernel, s.kernel, kernel_names), s.count) for s in samples]
 
     def demangle_names(self, names: Iterable[str]) -> dict[str, str]:
         """mangled -> readable for these symbol names (empty with --no-demangle)."""
