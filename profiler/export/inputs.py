@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from profiler.errors import BadProfileError, OutputError
-from profiler.model.profile import Profile, sample_index
+from profiler.model.profile import Profile, with_sample_type
 from profiler.model.raw import MAX_RAW_BYTES, RawProfile
 
 HINT = ("give a raw profile (profiler record -o x.json), a pprof file (.pb.gz), a speedscope "
@@ -92,19 +92,4 @@ def _read_input(path: str, sample_type: str | int | None) -> Input:
         return Input(RawProfile.from_json(text), None, kind)
     import importlib
     profile = importlib.import_module(f"profiler.export.{kind}").read(data)
-    return Input(None, choose_sample_type(profile, sample_type, path), kind)
-
-
-def choose_sample_type(profile: Profile, wanted: str | int | None, path: str) -> Profile:
-    """The profile with the sample type to count made its default (pprof's
-    `-sample_index`: a name or an index; by default its own default type,
-    else the last)."""
-    try:
-        index = sample_index(profile, wanted)
-    except (IndexError, KeyError):
-        names = ", ".join(f"{i}={t.type}" for i, t in enumerate(profile.sample_types))
-        raise OutputError(f"{path} has no sample type {wanted!r} (it has {names})",
-                          "choose one of those with --sample-index") from None
-    if not profile.sample_types:
-        return profile
-    return dataclasses.replace(profile, default_sample_type=profile.sample_types[index].type)
+    return Input(None, with_sample_type(profile, sample_type, path), kind)

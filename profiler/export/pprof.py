@@ -23,7 +23,8 @@ import zlib
 from profiler.binary.addresses import AbsAddr, file_offset
 from profiler.errors import OutputError
 from profiler.model.profile import (FrameKind, Function, Line, Location, Mapping, Meta,
-                                    Profile, Sample, ValueType, sample_index as _sample_index)
+                                    Profile, Sample, ValueType, sample_index as _sample_index,
+                                    with_sample_type)
 
 MAX_DECOMPRESSED = 512 << 20  # bytes a gzipped profile may inflate to
 GZIP_LEVEL = 6  # as Go's compress/gzip default (pprof's own writer)
@@ -259,7 +260,7 @@ class _Reader:
                           duration_nanos=pb.duration_nanos, default_sample_type=default,
                           meta=Meta(unresolved_frames=unresolved, empty=not samples,
                                     per_thread=any(x.tid for x in samples)))
-        return _choose(profile, wanted)
+        return with_sample_type(profile, wanted, "the pprof profile")
 
     def _mappings(self) -> dict[int, Mapping]:
         out: dict[int, Mapping] = {}
@@ -370,17 +371,3 @@ def _label(mapping: Mapping | None, address: int) -> str:
     return f"{name}+0x{offset:x}"
 
 
-def _choose(profile: Profile, wanted: str | int | None) -> Profile:
-    import dataclasses
-    if not profile.sample_types:
-        return profile
-    if isinstance(wanted, str) and wanted.isdigit() and \
-            all(t.type != wanted for t in profile.sample_types):
-        wanted = int(wanted)  # --sample-index 1
-    try:
-        index = _sample_index(profile, wanted)
-    except (IndexError, KeyError):
-        names = ", ".join(f"{i}={t.type}" for i, t in enumerate(profile.sample_types))
-        raise OutputError(f"the pprof profile has no sample type {wanted!r} (it has {names})",
-                          "choose one of those with --sample-index") from None
-    return dataclasses.replace(profile, default_sample_type=profile.sample_types[index].type)

@@ -135,3 +135,24 @@ def sample_index(profile: Profile, wanted: str | int | None) -> int:
     if wanted is not None:
         raise KeyError(wanted)
     return len(types) - 1
+
+
+def with_sample_type(profile: Profile, wanted: str | int | None,
+                     source: str = "the profile") -> Profile:
+    """The profile with the sample type to count made its default (pprof's
+    `-sample_index`: a name, an index, or a digit string naming an index
+    when no type has that name; by default its own default type, else the
+    last). One OutputError, listing the types, for a type it lacks."""
+    from profiler.errors import OutputError
+    if not profile.sample_types:
+        return profile
+    if isinstance(wanted, str) and wanted.isdigit() and \
+            all(t.type != wanted for t in profile.sample_types):
+        wanted = int(wanted)
+    try:
+        index = sample_index(profile, wanted)
+    except (IndexError, KeyError):
+        names = ", ".join(f"{i}={t.type}" for i, t in enumerate(profile.sample_types))
+        raise OutputError(f"{source} has no sample type {wanted!r} (it has {names})",
+                          "choose one of those with --sample-index") from None
+    return dataclasses.replace(profile, default_sample_type=profile.sample_types[index].type)
