@@ -3,25 +3,17 @@
 The SVGs are rendered here with `flamegraph.api.render` and served over HTTP on
 127.0.0.1 (the URL query is part of what is tested). One browser per module.
 """
-import functools
-import http.server
-import importlib.util
-import os
 import re
-import threading
 import urllib.parse
 
 import pytest
 
-from conftest import require
+from browserutil import chromium, static_server
 from flamegraph.api import render
 from flamegraph.options import Options
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SVG_NS = "http://www.w3.org/2000/svg"
 SEARCH_COLOR = "rgb(230,0,230)"
 FULL = 1200 - 2 * 10  # default width minus both xpads
@@ -62,32 +54,16 @@ def expected_matched(folded, pattern, flags=0):
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed")
-    require(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(directory, base URL) of a static HTTP server on 127.0.0.1."""
     root = tmp_path_factory.mktemp("svgs")
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with static_server(root) as base:
+        yield root, base
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ canvas. The app's own Export button writes the profile back out as an
 evented profile: a second producer our reader is checked against.
 """
 import collections
-import functools
-import http.server
 import importlib.util
 import json
 import os
@@ -19,10 +17,10 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 
+from browserutil import chromium, static_server
 from conftest import ROOT, require
 from profiler.export import speedscope
 from profiler.model.profile import (FrameKind, Function, Line, Location, Meta, Profile, Sample,
@@ -30,9 +28,6 @@ from profiler.model.profile import (FrameKind, Function, Line, Location, Meta, P
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 APP = ROOT / ".npm" / "node_modules" / "speedscope"
 PY_SPY = ROOT / "tests" / "data" / "speedscope" / "py-spy.speedscope.json"
 MS = 1_000_000
@@ -116,19 +111,8 @@ def shown(value, unit):
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed")
-    require(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +123,8 @@ def server(tmp_path_factory):
                             "run scripts/install-speedscope.sh")
     root = tmp_path_factory.mktemp("speedscope")
     shutil.copytree(index.parent, root / "app")
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with static_server(root) as base:
+        yield root, base
 
 
 class App:
