@@ -135,9 +135,3 @@ class OutputOptions:
     format: OutputFormat = OutputFormat.SVG
     grouping: Grouping = Grouping.COMM
     symbolize: SymbolizeOptions = SymbolizeOptions()
-
-
-def format_for_path(path: str) -> OutputFormat | None:
-    """The output format named by a file name's extension, None if unknown."""
-    from profiler.export import format_for_path as lookup
-    return lookup(path)

@@ -73,10 +73,10 @@ def _call_graph(text: str) -> tuple[opt.CallGraph, int]:
 
 
 def _add_output_args(p: argparse.ArgumentParser) -> None:
+    from profiler.export import extensions_help
     p.add_argument("-o", "--output", default=None, metavar="OUT",
-                   help="output file; the extension picks the format (.svg, .folded/.txt, "
-                        ".json = raw profile, .pb.gz/.pb = pprof, .speedscope.json = "
-                        "speedscope); '-' = folded stacks on stdout "
+                   help=f"output file; the extension picks the format ({extensions_help()}; "
+                        ".json is the raw profile); '-' = folded stacks on stdout "
                         f"(default {opt.DEFAULT_OUTPUT})")
     p.add_argument("--format", choices=[f.value for f in opt.OutputFormat],
                    help="output format, overriding the extension")
@@ -209,11 +209,11 @@ def output_options(ns: argparse.Namespace) -> opt.OutputOptions:
     if ns.format:
         fmt = opt.OutputFormat(ns.format)
     else:
-        fmt = opt.format_for_path(path)
+        from profiler.export import extensions_help, format_for_path
+        fmt = format_for_path(path)
         if fmt is None:
             raise UsageError(f"cannot tell the output format of {path!r} from its extension",
-                             "use .svg, .folded, .txt, .json, .pb.gz or .speedscope.json, or "
-                             "give --format")
+                             f"use one of {extensions_help()}, or give --format")
     defaults = opt.SymbolizeOptions()
     symbolize = opt.SymbolizeOptions(
         demangle=not ns.no_demangle, inline=not ns.no_inline, srcline=ns.srcline,

@@ -2,7 +2,8 @@
 
 A format module writes a Profile (`write(profile, grouping=..., ...)`) or,
 for the raw format, the RawProfile it was built from (`write_raw(raw)`);
-formats that other tools write can also be read (`read(data) -> Profile`).
+formats that other tools write can also be read (`read(data) -> Profile`,
+used by inputs.py).
 A new format is one new module and one line here.
 """
 from __future__ import annotations
@@ -19,7 +20,6 @@ class Format:
     kind: OutputFormat
     module: str  # under profiler.export
     extensions: tuple[str, ...]
-    readable: bool = False  # `profiler report` and `compare` read it
 
     def load(self) -> ModuleType:
         return importlib.import_module(f"profiler.export.{self.module}")
@@ -29,8 +29,8 @@ FORMATS = (
     Format(OutputFormat.SVG, "svg", (".svg",)),
     Format(OutputFormat.FOLDED, "folded", (".folded", ".txt")),
     Format(OutputFormat.RAW, "raw", (".json",)),
-    Format(OutputFormat.PPROF, "pprof", (".pb.gz", ".pb", ".pprof"), readable=True),
-    Format(OutputFormat.SPEEDSCOPE, "speedscope", (".speedscope.json",), readable=True),
+    Format(OutputFormat.PPROF, "pprof", (".pb.gz", ".pb", ".pprof")),
+    Format(OutputFormat.SPEEDSCOPE, "speedscope", (".speedscope.json",)),
 )
 
 
@@ -49,4 +49,5 @@ def format_for_path(path: str) -> OutputFormat | None:
 
 
 def extensions_help() -> str:
+    """The extensions, for --help and messages: ".svg = svg, ..."."""
     return ", ".join(f"{'/'.join(f.extensions)} = {f.kind.value}" for f in FORMATS)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 from profiler.errors import BadProfileError, OutputError
+from profiler.export import format_for_path
 from profiler.model.profile import Profile, with_sample_type
 from profiler.model.raw import MAX_RAW_BYTES, RawProfile
+from profiler.options import OutputFormat
 
 HINT = ("give a raw profile (profiler record -o x.json), a pprof file (.pb.gz), a speedscope "
         "file or folded stacks")
@@ -67,17 +69,14 @@ def read_input(path: str, *, sample_type: str | int | None = None) -> Input:
         raise BadProfileError(err.message, err.remedy) from None
 
 
-_BY_EXTENSION = ((".speedscope.json", "speedscope"), (".pb.gz", "pprof"), (".pb", "pprof"),
-                 (".pprof", "pprof"), (".json", "raw"))
-
-
 def _read_input(path: str, sample_type: str | int | None) -> Input:
     data = read_bytes(path)
     kind = kind_of(data)
     if kind == "folded":  # text that is not JSON: a file named as JSON or pprof is damaged
-        named = next((k for ext, k in _BY_EXTENSION if path.lower().endswith(ext)), None)
-        if named is not None:
-            raise OutputError(f"{path} is not a {named} profile (it holds plain text)", HINT)
+        named = format_for_path(path)
+        if named in (OutputFormat.RAW, OutputFormat.PPROF, OutputFormat.SPEEDSCOPE):
+            raise OutputError(f"{path} is not a {named.value} profile (it holds plain text)",
+                              HINT)
     if kind in _COMPRESSED.values():
         raise OutputError(f"{path} is {kind}-compressed", f"decompress it first, or {HINT}")
     if kind == "binary":

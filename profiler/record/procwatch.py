@@ -98,11 +98,8 @@ class ForkWatch:
 
 def alive(pid: int) -> bool:
     """True while the process runs (a zombie has exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def _other_mount_namespace(pid: int) -> bool:

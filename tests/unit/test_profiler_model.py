@@ -10,7 +10,8 @@ from profiler.record.kheaders import plan_headers
 from profiler.model.maps import MapEntry
 from profiler.model.raw import CountRecord, MapsSnapshot, ProcessInfo, RawProfile, RecordingInfo
 from profiler.options import (Grouping, OutputFormat, OutputOptions, RecordOptions, Sampling,
-                              StackSides, TargetKind, format_for_path)
+                              StackSides, TargetKind)
+from profiler.export import format_for_path
 from profiler.symbolize.summary import losses_of
 from profiler.unwind.stacks import unwind
 
@@ -90,6 +91,9 @@ def test_output_format_from_extension():
     assert format_for_path("a.json") is OutputFormat.RAW
     assert format_for_path("-") is OutputFormat.FOLDED
     assert format_for_path("a.png") is None
+    # The longest extension that matches: a speedscope file is JSON too.
+    assert format_for_path("a.speedscope.json") is OutputFormat.SPEEDSCOPE
+    assert format_for_path("a.pb.gz") is format_for_path("A.PB") is OutputFormat.PPROF
 
 
 def test_bad_usage_is_one_message(capsys):
