@@ -12,6 +12,7 @@ titles are computed here, once.
 """
 from __future__ import annotations
 
+import dataclasses
 
 from profiler.model.maps import MapEntry
 from profiler.model.profile import (FrameKind, Function, Line, Location, Mapping, Meta,
@@ -33,7 +34,7 @@ def build_profile(raw: RawProfile, path_for: PathFor | None = None,
     samples, unwound = unwind(raw)
     symbolizer = Symbolizer(raw, path_for, options=options)
     builder = _Builder(symbolizer, options)
-    types, per_sample = _sample_types(raw)
+    values = _values(raw)
     out = []
     for s in samples:
         # Root first: the user stack from its entry point, then the kernel
@@ -41,9 +42,9 @@ def build_profile(raw: RawProfile, path_for: PathFor | None = None,
         ids = [*(builder.user(s.pid, a, i == len(s.user) - 1) for i, a in enumerate(s.user)),
                *(builder.kernel(a, i == len(s.kernel) - 1) for i, a in enumerate(s.kernel))]
         ids.reverse()
-        out.append(Sample(locations=tuple(ids), values=tuple(f(s.count) for f in per_sample),
+        out.append(Sample(locations=tuple(ids), values=tuple(s.count * m for m in values.per_count),
                           pid=s.pid, tid=s.tid, comm=s.comm))
-    profile = builder.finish(types, out, raw)
+    profile = builder.finish(values, out, raw)
     losses = summary.losses_of(raw, unwound)
     notes = summary.notes_of(raw, unwound.truncated, unwound.copy_truncated)
     if raw.info.call_graph == "fp":
@@ -54,28 +55,30 @@ def build_profile(raw: RawProfile, path_for: PathFor | None = None,
                 summary=(losses.describe(), *notes),
                 warnings=tuple(symbolizer.warnings), unresolved_frames=unresolved,
                 per_thread=raw.info.per_thread, empty=not out)
-    return _replace_meta(profile, meta)
-
-
-def _replace_meta(profile: Profile, meta: Meta) -> Profile:
-    import dataclasses
     return dataclasses.replace(profile, meta=meta)
 
 
-def _sample_types(raw: RawProfile):
-    """Sample types and how each value follows from a count: samples, and
-    the event's own measure when the period says what a sample stands for."""
+@dataclasses.dataclass(frozen=True)
+class _Values:
+    """What a sample's values are: its count, and the event's own measure
+    when the period says what a sample stands for."""
+
+    types: tuple[ValueType, ...]
+    per_count: tuple[int, ...]  # each value is the count times this
+    period_type: ValueType | None = None
+    period: int = 0
+
+
+def _values(raw: RawProfile) -> _Values:
     info = raw.info
-    types = [ValueType("samples", "count")]
-    per_sample = [lambda n: n]
+    samples = ValueType("samples", "count")
     if info.frequency and info.event in _TIME_EVENTS:
-        period = round(1e9 / info.frequency)
-        types.append(ValueType("cpu", "nanoseconds"))
-        per_sample.append(lambda n, p=period: n * p)
+        period, measure = round(1e9 / info.frequency), ValueType("cpu", "nanoseconds")
     elif info.period:
-        types.append(ValueType(info.event, "count"))
-        per_sample.append(lambda n, p=info.period: n * p)
-    return tuple(types), per_sample
+        period, measure = info.period, ValueType(info.event, "count")
+    else:
+        return _Values((samples,), (1,))
+    return _Values((samples, measure), (1, period), measure, period)
 
 
 class _Builder:
@@ -183,7 +186,7 @@ class _Builder:
                                            filename=filename, start_line=start_line)
         return fid
 
-    def finish(self, types, samples: list[Sample], raw: RawProfile) -> Profile:
+    def finish(self, values: _Values, samples: list[Sample], raw: RawProfile) -> Profile:
         found = self._sym.source_lines(self._objects) if self._objects else {}
         chains = {i: found.get(where, ()) for i, where in self._sources.items()}
         inner_names = {level.function for chain in chains.values() for level in chain}
@@ -228,12 +231,8 @@ class _Builder:
                                   has_line_numbers=lined.get(i, False),
                                   has_inline_frames=inlined.get(i, False))
         info = raw.info
-        period_type, period = None, 0
-        if len(types) > 1:
-            period_type = types[1]
-            period = round(1e9 / info.frequency) if types[1].unit == "nanoseconds" \
-                else (info.period or 0)
-        return Profile(sample_types=types, samples=tuple(samples), locations=self.locations,
-                       functions=self.functions, mappings=mappings, period_type=period_type,
-                       period=period, time_nanos=int(info.started * 1e9),
+        return Profile(sample_types=values.types, samples=tuple(samples),
+                       locations=self.locations, functions=self.functions, mappings=mappings,
+                       period_type=values.period_type, period=values.period,
+                       time_nanos=int(info.started * 1e9),
                        duration_nanos=int(info.duration * 1e9), default_sample_type="samples")
