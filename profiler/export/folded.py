@@ -23,6 +23,14 @@ INLINE_SUFFIX = "_[i]"  # as stackcollapse-perf.pl --inline marks inlined callee
 SUFFIX = {FrameKind.KERNEL: KERNEL_SUFFIX, FrameKind.JIT: JIT_SUFFIX, FrameKind.USER: ""}
 
 
+def split_kind(name: str) -> tuple[str, FrameKind]:
+    """A frame name as folded -> (its name, its kind): `_[k]`, `_[j]` read back."""
+    for kind, suffix in SUFFIX.items():
+        if suffix and name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)], kind
+    return name, FrameKind.USER
+
+
 def clean(name: str) -> str:
     """A frame name safe inside a folded line."""
     return name.replace(";", ":").replace("\n", " ").replace("\r", " ") or "[empty]"
@@ -137,10 +145,7 @@ def read(data: bytes) -> Profile:
         frames = split_frames(entry.stack)
         ids = []
         for name in frames:
-            kind = FrameKind.USER
-            for k, suffix in ((FrameKind.KERNEL, KERNEL_SUFFIX), (FrameKind.JIT, JIT_SUFFIX)):
-                if name.endswith(suffix):
-                    kind, name = k, name[:-len(suffix)]
+            name, kind = split_kind(name)
             fid = functions.get(name)
             if fid is None:
                 fid = functions[name] = len(functions) + 1

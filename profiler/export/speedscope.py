@@ -30,6 +30,7 @@ import math
 from typing import Any
 
 from profiler.errors import OutputError
+from profiler.export.folded import INLINE_SUFFIX, SUFFIX, split_kind
 from profiler.model.profile import (FrameKind, Function, Line, Location, Meta, Profile,
                                     Sample, ValueType, sample_index)
 
@@ -37,9 +38,6 @@ SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 MAX_BYTES = 512 * 1024 * 1024
 MAX_VALUE = 2**63 - 1  # what a pprof value (int64) holds
 
-# As folded stacks mark frames (profiler/export/folded.py; a test keeps them equal).
-SUFFIX = {FrameKind.KERNEL: "_[k]", FrameKind.JIT: "_[j]", FrameKind.USER: ""}
-INLINE_SUFFIX = "_[i]"  # an inlined callee, after the frame it was inlined into
 
 # Our units -> speedscope's. Anything else is shown as a plain number.
 _UNIT_OUT = {"count": "none", "nanoseconds": "nanoseconds", "microseconds": "microseconds",
@@ -203,13 +201,6 @@ def _get(obj: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
-def _split_kind(name: str) -> tuple[str, FrameKind]:
-    for kind, suffix in SUFFIX.items():
-        if suffix and name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], kind
-    return name, FrameKind.USER
-
-
 def _parse_frames(raw: Any) -> tuple[dict[int, Location], dict[int, Function]]:
     if not isinstance(raw, list):
         raise _bad("shared.frames is not an array")
@@ -236,7 +227,7 @@ def _parse_frames(raw: Any) -> tuple[dict[int, Location], dict[int, Function]]:
                 raise _bad(f"{where}.{key} is {value}, not a line or column number")
             numbers.append(int(value))
         line, col = numbers
-        name, kind = _split_kind(name)
+        name, kind = split_kind(name)
         ident = i + 1
         functions[ident] = Function(id=ident, name=name, filename=file, start_line=line)
         lines = (Line(function_id=ident, line=line, column=col),)
