@@ -31,7 +31,7 @@ from typing import Any
 
 from profiler.errors import OutputError
 from profiler.export.folded import INLINE_SUFFIX, SUFFIX, split_kind
-from profiler.model.profile import (FrameKind, Function, Line, Location, Meta, Profile,
+from profiler.model.profile import (Function, Line, Location, Meta, Profile,
                                     Sample, ValueType, sample_index)
 
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"
