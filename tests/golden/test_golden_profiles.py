@@ -8,7 +8,8 @@ unmapped address, a JIT frame named by a perf map, kernel addresses that
 name nothing, per-thread counts. The folded and SVG goldens were written by
 the pipeline before the profile model existed (strings all the way), so
 they prove the model changed no byte; pprof (its protobuf, the build
-directory made constant) and speedscope have goldens of their own. After an intended change, rewrite
+directory made constant), speedscope and the raw profile (written back as
+`report` writes it, the build made constant) have goldens of their own. After an intended change, rewrite
 them with `.venv/bin/python -m pytest tests/golden --bless` and review the
 diff.
 """
@@ -35,7 +36,7 @@ __attribute__((noinline)) void outer(void) { middle(); sink++; }
 int main(void) { outer(); return 0; }
 """
 OUTPUTS = {"folded": "profile.folded", "svg": "profile.svg", "pprof": "profile.pb",
-           "speedscope": "profile.speedscope.json"}
+           "speedscope": "profile.speedscope.json", "raw": "profile.raw.json"}
 
 
 def _build(tmp: pathlib.Path) -> tuple[pathlib.Path, dict[str, int]]:
@@ -137,4 +138,19 @@ def test_report_output_is_golden(kind, tmp_path, bless):
     if kind == "pprof":
         assert data[:2] == b"\x1f\x8b" and data[4:8] == bytes(4)  # gzip, mtime 0
         data = _pprof_without_the_build_dir(data, str(tmp_path))
+    if kind == "raw":
+        data = _raw_without_the_build(data, str(tmp_path))
     check(OUTPUTS[kind], data, bless)
+
+
+def _raw_without_the_build(data: bytes, build_dir: str) -> bytes:
+    """The raw profile with what this build of the program changes (its
+    directory, device and inode) made constant."""
+    doc = json.loads(data)
+    for proc in doc["processes"].values():
+        for snap in proc["snapshots"]:
+            for entry in snap["entries"]:
+                if entry[6].startswith(build_dir):
+                    entry[4], entry[5] = "00:00", 1
+                    entry[6] = entry[6].replace(build_dir, "/BUILD")
+    return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()

@@ -240,3 +240,17 @@ def test_a_child_gone_before_its_maps_are_read_inherits_its_parents():
         os.kill(a, signal.SIGKILL)
         os.waitpid(a, 0)
         os.close(r)
+
+
+def test_an_oversized_profile_of_any_kind_is_one_message(tmp_path, monkeypatch):
+    """report and compare read folded, pprof and speedscope inputs through
+    one reader: a file over the limit is refused before it is parsed."""
+    from profiler.errors import BadProfileError
+    from profiler.export import inputs
+    monkeypatch.setattr(inputs, "MAX_RAW_BYTES", 1000)
+    for name, data in (("big.folded", b"main;work 1\n" * 200), ("big.pb.gz", b"\x1f\x8b" * 600),
+                       ("big.speedscope.json", b"{" + b" " * 1200)):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(BadProfileError, match="larger than"):
+            inputs.read_input(str(path))
