@@ -132,7 +132,7 @@ def _built(options: SymbolizeOptions) -> Profile:
     class Info:
         started, duration, frequency, period = 0.0, 1.0, 99, None
     raw = type("Raw", (), {"info": Info})()
-    return b.finish((ValueType("samples", "count"),), samples, raw)
+    return b.finish(build._Values((ValueType("samples", "count"),), (1,)), samples, raw)
 
 
 def test_build_gives_every_inline_level_a_line_and_functions_their_start():
