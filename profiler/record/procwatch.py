@@ -228,6 +228,13 @@ class ProcessTracker:
 
     def notice(self, pid: int, exec_: bool = False) -> None:
         """A process was seen for the first time, or replaced its image."""
+        if exec_:
+            # It runs a new image: a read that found no maps (caught in the
+            # middle of exec: the launched command is read right as it is
+            # released) said nothing about what it runs now.
+            self._gone.discard(pid)
+            self._kernel_threads.discard(pid)
+            self.inherited.discard(pid)
         self.snapshot(pid)
         if exec_:
             now = self._clock()

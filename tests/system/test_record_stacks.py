@@ -146,7 +146,7 @@ def test_page_faults_with_period_one(bpf_ready, workloads, tmp_path):
 def test_kernel_only_and_user_only(bpf_ready, workloads, tmp_path):
     k = tmp_path / "k.folded"
     run = run_profiler("record", "-K", "-F", "499", "-o", str(k),
-                       "--", workloads["pagefault"], "20000")
+                       "--", workloads["pagefault"], "60000")  # long enough to sample
     assert run.returncode == 0, run.stderr
     rows = parse_folded(k.read_text())
     assert rows and all(x.endswith("_[k]") for f, _ in rows for x in f[1:])
