@@ -126,10 +126,12 @@ class CopyUnwinder:
                 self._reread(pid)
                 proc = self._current(pid, self._maps_of(pid) or ())
                 entry = proc.entry_at(pc)
-            found = None
-            if entry is not None:
-                obj = self._object(pid, entry)
-                found = obj.row_at(file_offset(AbsAddr(pc), entry.start, entry.offset))
+            if entry is None:
+                # Not cached: a library being mapped (ld.so after exec) is in
+                # a later read of the maps, which the next lookup may make.
+                return None
+            obj = self._object(pid, entry)
+            found = obj.row_at(file_offset(AbsAddr(pc), entry.start, entry.offset))
             if len(proc.rows) >= _ROWS_PER_PROCESS:
                 proc.rows.clear()
             proc.rows[pc] = found
