@@ -193,8 +193,12 @@ class App:
         self.page.wait_for_function(
             "() => Array.from(document.querySelectorAll('th')).some(th => "
             "th.textContent.includes('Symbol Name'))")
-        rows = self.page.evaluate("""() => Array.from(document.querySelectorAll('tr:not([title])'))
-            .filter(tr => tr.cells.length === 3 && tr.querySelector('td'))
+        # The table's rows come a frame after its header: the list measures its
+        # viewport once mounted and only then renders the rows that fit.
+        data_rows = """() => Array.from(document.querySelectorAll('tr:not([title])'))
+            .filter(tr => tr.cells.length === 3 && tr.querySelector('td'))"""
+        self.page.wait_for_function(f"({data_rows})().length > 0", timeout=20_000)
+        rows = self.page.evaluate(f"""() => ({data_rows})()
             .map(tr => Array.from(tr.cells, td => td.textContent.trim()))""")
         return sorted((name, total.rsplit(" (", 1)[0], self_.rsplit(" (", 1)[0])
                       for total, self_, name in rows)
