@@ -48,6 +48,11 @@ DEFAULT_FREQUENCY = 99
 DEFAULT_STACK_COPY = 16384  # bytes of user stack copied per sample (--call-graph dwarf)
 MAX_STACK_COPY = 65528  # perf's limit too
 DEFAULT_STACK_STORAGE = 16384
+# Distinct stacks a run keeps (0.4 KB each with fp, 0.55 KB with dwarf, as
+# bench/memory.py measures: 110 to 140 MB at most): what bounds the
+# recorder's memory on a workload that never stops finding new stacks.
+# Later new stacks are merged into one "[stack limit]" frame.
+DEFAULT_MAX_STACKS = 1 << 18
 DEFAULT_DRAIN_INTERVAL = 1.0  # seconds
 DEFAULT_OUTPUT = "profile.svg"
 
@@ -94,6 +99,7 @@ class RecordOptions:
     include_idle: bool = False
     grouping: Grouping = Grouping.COMM
     stack_storage_size: int = DEFAULT_STACK_STORAGE
+    max_stacks: int = DEFAULT_MAX_STACKS  # distinct stacks the run keeps
     drain_interval: float = DEFAULT_DRAIN_INTERVAL  # longest time between map drains
     show_progress: bool = False
     print_program: bool = False  # print the BPF program as compiled

@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
                      default=opt.DEFAULT_STACK_STORAGE, metavar="N",
                      help="distinct stacks held in the kernel between drains "
                           f"(default {opt.DEFAULT_STACK_STORAGE})")
+    rec.add_argument("--max-stacks", type=_positive(int), default=opt.DEFAULT_MAX_STACKS,
+                     metavar="N",
+                     help="distinct stacks the run keeps, which bounds its memory (some "
+                          "0.4 KB a stack with fp, 0.55 KB with dwarf); stacks first seen after "
+                          "that are drawn as one [stack limit] frame under their process, and "
+                          f"counted (default {opt.DEFAULT_MAX_STACKS})")
     rec.add_argument("--drain-interval", type=_bounded(0.01, 3600), metavar="SECONDS",
                      default=opt.DEFAULT_DRAIN_INTERVAL,
                      help="longest time between two drains of the kernel's maps; drains "
@@ -193,6 +199,7 @@ def record_options(ns: argparse.Namespace, command: tuple[str, ...]) -> opt.Reco
         target=target, event=ns.event, sampling=sampling, duration=ns.duration,
         cpus=tuple(ns.cpu or ()), sides=sides, include_idle=ns.include_idle,
         grouping=_grouping(ns), stack_storage_size=ns.stack_storage_size,
+        max_stacks=ns.max_stacks,
         drain_interval=ns.drain_interval, show_progress=not ns.quiet and sys.stderr.isatty(),
         print_program=ns.print_program,
         call_graph=ns.call_graph[0] if ns.call_graph else None,
@@ -379,7 +386,7 @@ def _summary(raw, out, written) -> None:
         from profiler.unwind.stacks import unwind
         summary = unwind(raw)[1]
         print(f"{PROG}: {losses_of(raw, summary).describe()}", file=sys.stderr)
-        for note in notes_of(raw, summary.truncated, summary.copy_truncated):
+        for note in notes_of(raw, summary.truncated, summary.copy_truncated, summary.over_limit):
             print(f"{PROG}: {note}", file=sys.stderr)
     if raw is None:
         print(f"{PROG}: wrote {where}", file=sys.stderr)

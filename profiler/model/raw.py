@@ -21,6 +21,10 @@ VERSION = 1
 # stack did (--call-graph dwarf): its outer frames are missing. Shown as
 # "[truncated]"; no code lives at this address.
 TRUNCATED = 0xFFFF_FFFF_FFFF_FFF0
+# The one address of a stack standing for every distinct stack the run found
+# after it held --max-stacks of them (their samples are kept, counted under
+# their process, and reported). Shown as "[stack limit]".
+OVER_STACK_LIMIT = 0xFFFF_FFFF_FFFF_FFF1
 # Limits a saved profile is held to when read back (`check_document`): what
 # a recording can write, so that a damaged or hostile file costs bounded
 # memory and time and is refused with one message.
@@ -74,6 +78,7 @@ class RecordingInfo:
     max_depth: int = 127
     call_graph: str = "fp"  # how user stacks were walked: "fp" or "dwarf"
     stack_copy: int = 0  # dwarf: bytes of user stack copied per sample
+    max_stacks: int = 0  # distinct stacks the run kept at most (0: not recorded)
 
     def describe_rate(self) -> str:
         return f"{self.frequency} Hz" if self.frequency else f"every {self.period} events"

@@ -324,7 +324,8 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         stopped_by=stopped_by,
         max_depth=sampler.flags["MAX_DEPTH"],
         call_graph=options.call_graph_used.value,
-        stack_copy=options.stack_copy if sampler.dwarf else 0)
+        stack_copy=sampler.flags["STACK_COPY"] if sampler.dwarf else 0,
+        max_stacks=options.max_stacks)
     records = tuple(CountRecord(pid=k.pid, tid=k.tid, comm=k.comm, user_stack=k.user_hash,
                                 kernel_stack=k.kernel_hash, count=v)
                     for k, v in sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))

@@ -55,9 +55,15 @@ def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Loss
     })
 
 
-def notes_of(profile: RawProfile, truncated: int, copy_truncated: int = 0) -> tuple[str, ...]:
+def notes_of(profile: RawProfile, truncated: int, copy_truncated: int = 0,
+             over_limit: int = 0) -> tuple[str, ...]:
     """What is kept but incomplete: told once at the end and in the subtitle."""
     notes = []
+    if over_limit:
+        limit = f"its {profile.info.max_stacks}" if profile.info.max_stacks else "its limit of"
+        notes.append(f"{over_limit} samples of stacks first seen after the run held {limit} "
+                     "distinct stacks (each drawn as one [stack limit] frame under its "
+                     "process; --max-stacks raises the limit)")
     if truncated:
         notes.append(f"{truncated} samples with stacks cut at {profile.info.max_depth} "
                      "frames (their root frames are missing)")

@@ -17,7 +17,7 @@ import os
 from typing import Callable, Iterable, NamedTuple
 
 from profiler.model.maps import MapEntry
-from profiler.model.raw import TRUNCATED, RawProfile
+from profiler.model.raw import OVER_STACK_LIMIT, TRUNCATED, RawProfile
 from profiler.options import SymbolizeOptions
 from profiler.symbolize import lines, objfile, perfmap
 from profiler.binary.addresses import AbsAddr, code_address, file_offset
@@ -25,6 +25,8 @@ from profiler.binary.cache import SymbolCache, default_cache
 from profiler.binary.debuginfo import DEFAULT_DEBUG_DIRS
 from profiler.symbolize.demangle import demangle_all
 from profiler.symbolize.kallsyms import KernelSymbols, load_kernel_symbols
+
+STACK_LIMIT_FRAME = "[stack limit]"
 
 PathFor = Callable[[MapEntry], "str | None"]
 
@@ -81,6 +83,8 @@ class Symbolizer:
     # ---------------------------------------------------------------- kernel
 
     def kernel_frame(self, address: int, leaf: bool) -> Frame:
+        if address == OVER_STACK_LIMIT:
+            return Frame(STACK_LIMIT_FRAME, True)
         if self._kernel is None:
             disk = self._cache if self._cache.directory else None
             self._kernel = self._cache.remember("kallsyms", lambda: load_kernel_symbols(disk))
@@ -98,6 +102,8 @@ class Symbolizer:
     def user_frame(self, pid: int, address: int, leaf: bool) -> Frame:
         if address == TRUNCATED:  # the copy ended before the stack did
             return Frame("[truncated]", True)
+        if address == OVER_STACK_LIMIT:
+            return Frame(STACK_LIMIT_FRAME, True)
         lookup = code_address(address, leaf)
         maps = self._maps.get(pid)
         if maps is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from profiler.model.raw import TRUNCATED, RawProfile
+from profiler.model.raw import OVER_STACK_LIMIT, TRUNCATED, RawProfile
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -27,13 +27,14 @@ class UnwindSummary:
     missing_stack: int = 0  # a stack hash with no stored addresses (should be 0)
     truncated: int = 0  # a side hit the depth limit: its root frames are cut
     copy_truncated: int = 0  # dwarf: the user stack was deeper than the copy (ends in TRUNCATED)
+    over_limit: int = 0  # a side first seen after the run held --max-stacks stacks
 
 
 def unwind(profile: RawProfile) -> tuple[list[StackSample], UnwindSummary]:
     want_user = profile.info.sides != "kernel"
     depth = profile.info.max_depth
     samples = []
-    no_user = missing = truncated = copy_cut = 0
+    no_user = missing = truncated = copy_cut = over = 0
     for rec in profile.counts:
         user = _side(profile, rec.user_stack)
         kernel = _side(profile, rec.kernel_stack)
@@ -45,7 +46,9 @@ def unwind(profile: RawProfile) -> tuple[list[StackSample], UnwindSummary]:
         if want_user and not user and not user_missing and rec.pid != 0 and \
                 not (proc and proc.kernel_thread):
             no_user += rec.count
-        if user and user[-1] == TRUNCATED:
+        if _OVER in (user, kernel):
+            over += rec.count
+        elif user and user[-1] == TRUNCATED:
             copy_cut += rec.count
         elif len(user) >= depth or len(kernel) >= depth:
             truncated += rec.count
@@ -53,7 +56,11 @@ def unwind(profile: RawProfile) -> tuple[list[StackSample], UnwindSummary]:
                                    user=tuple(reversed(user)), kernel=tuple(reversed(kernel)),
                                    count=rec.count))
     return samples, UnwindSummary(no_user_stack=no_user, missing_stack=missing,
-                                  truncated=truncated, copy_truncated=copy_cut)
+                                  truncated=truncated, copy_truncated=copy_cut,
+                                  over_limit=over)
+
+
+_OVER = (OVER_STACK_LIMIT,)
 
 
 def _side(profile: RawProfile, stack_hash: int) -> tuple[int, ...] | None:

@@ -289,3 +289,47 @@ def test_dwarf_mode_counts_every_sample_of_many_threads(bpf_ready, workloads, tm
                 len(profile.stacks.get(c.user_stack, ())) >= 3)
     mine = sum(c.count for c in profile.counts if c.comm == "many_stacks")
     assert whole >= 0.95 * mine, (whole, mine)
+
+
+@pytest.mark.parametrize("mode", ["fp", "dwarf"])
+def test_distinct_stacks_past_the_limit_are_merged_and_counted(bpf_ready, workloads, tmp_path,
+                                                               mode):
+    """--max-stacks bounds what a run keeps: stacks first seen past it share
+    one [stack limit] frame under their process, every sample stays counted,
+    and the end-of-run note gives the figure the flame graph shows."""
+    raw, folded = tmp_path / "capped.json", tmp_path / "capped.folded"
+    limit = 300
+    run = run_profiler("record", "--call-graph", mode, "-F", "999", "-d", "3",
+                       "--max-stacks", str(limit), "-o", str(raw),
+                       "--", workloads["many_stacks"], "30")
+    assert run.returncode == 0, run.stderr
+    from profiler.model.raw import OVER_STACK_LIMIT, RawProfile
+    profile = RawProfile.from_json(raw.read_text())
+    assert profile.info.max_stacks == limit
+    kept = [k for k, s in profile.stacks.items() if s != (OVER_STACK_LIMIT,)]
+    assert len(kept) == limit  # many_stacks finds thousands in 3 s: the limit was reached
+    over = [c for c in profile.counts if profile.stacks.get(c.user_stack) == (OVER_STACK_LIMIT,)]
+    merged = sum(c.count for c in over)
+    assert merged > 0 and {c.comm for c in over} == {"many_stacks"}
+    lost = sum(profile.stats[k] for k in ("lost_stack_store_full", "lost_counts_map_full",
+                                          "lost_copy_ring_full"))
+    assert profile.total_counted + lost == profile.stats["samples"]
+    note = re.search(r"(\d+) samples of stacks first seen after the run held its (\d+) "
+                     r"distinct stacks", run.stderr)
+    assert note, run.stderr
+    report = run_profiler("report", str(raw), "-o", str(folded))
+    assert report.returncode == 0, report.stderr
+    rows = parse_folded(folded.read_text())
+    shown = sum(n for f, n in rows if {"[stack limit]", "[stack limit]_[k]"} & set(f))
+    # A merged user side sits right under its process (its kernel side, if
+    # any, above it); a merged kernel side is one frame on top of the user's.
+    assert all(f[0] == "many_stacks" and f[1] == "[stack limit]"
+               for f, _ in rows if "[stack limit]" in f), [f for f, _ in rows][:5]
+    assert all(f[-1] == "[stack limit]_[k]" for f, _ in rows if "[stack limit]_[k]" in f)
+    assert int(note.group(1)) == shown >= merged and int(note.group(2)) == limit
+    # The stacks kept are whole: main down to the random walk's leaf.
+    # (spin, a static function, is inlined: a frame of its own, `_[i]`)
+    leaves = {"spin", "f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"}
+    whole = sum(n for f, n in rows if "main" in f and f[-1].removesuffix("_[i]") in leaves)
+    kept = sum(n for f, n in rows) - shown
+    assert whole > kept / 2, sorted(rows, key=lambda r: -r[1])[:5]

@@ -116,3 +116,37 @@ def test_early_ends_names_where_stacks_ended():
 def test_early_ends_quiet_at_five_percent_or_less():
     p = _profile([([("qsort", LIBC)], 5), ([("__libc_start_call_main", LIBC)], 95)])
     assert early_ends(p) == ()
+
+
+@pytest.mark.parametrize("forced, copy", [("1", 65440), ("0", 65528)])
+def test_perf_buffer_output_is_chosen_and_cuts_the_copy_to_one_record(monkeypatch, forced,
+                                                                      copy):
+    from profiler.record.bpf import config
+    monkeypatch.setenv(config.FORCE_PERF_OUTPUT, forced)
+    monkeypatch.setattr(config, "_has_ring_buffers", lambda: True)  # this kernel has them
+    options = RecordOptions(target=Target(kind=TargetKind.PIDS, ids=(1,)), stack_copy=65528)
+    flags = config.defines(options)
+    assert flags["OUTPUT_PERF"] == (forced == "1") and flags["STACK_COPY"] == copy
+    # A perf record: 8-byte header, u32 size, the 72-byte head and the copy,
+    # padded to 8: it must fit the header's 16-bit size field, one word more not.
+    record = lambda n: 8 + -(-(4 + 72 + n) // 8) * 8  # noqa: E731
+    assert record(config.PERF_MAX_STACK_COPY) <= 0xFFFF < record(config.PERF_MAX_STACK_COPY + 8)
+
+
+def test_a_kernel_without_ring_buffers_gets_perf_buffers(monkeypatch):
+    from profiler.record.bpf import config
+    monkeypatch.delenv(config.FORCE_PERF_OUTPUT, raising=False)
+    monkeypatch.setattr(config, "_has_ring_buffers", lambda: False)
+    assert config.defines(RecordOptions())["OUTPUT_PERF"] == 1
+
+
+@pytest.mark.parametrize("stack_copy, frequency", [(16384, 999), (65440, 99), (8, 49)])
+def test_perf_copy_buffers_hold_two_records_and_wake_within_a_quarter(stack_copy, frequency):
+    from profiler.options import Sampling
+    from profiler.record.bpf import config
+    options = RecordOptions(target=Target(kind=TargetKind.PIDS, ids=(1,)), stack_copy=stack_copy,
+                            sampling=Sampling(frequency=frequency))
+    flags = {"STACK_COPY": stack_copy, "COPY_RING_PAGES": config.copy_ring_pages(options)}
+    pages, wakeup = config.perf_copy_buffer(flags)
+    assert pages & (pages - 1) == 0 and pages * 4096 >= 2 * (stack_copy + 80)
+    assert wakeup >= 1 and wakeup * (stack_copy + 80) <= max(pages * 4096 // 4, stack_copy + 80)

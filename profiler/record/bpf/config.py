@@ -2,10 +2,12 @@
 program text as BCC compiles it (shown by --print-program)."""
 from __future__ import annotations
 
+import functools
+import os
 import pathlib
 
 from profiler.options import CallGraph, RecordOptions, StackSides, TargetKind
-from profiler.record.cpus import possible_cpus
+from profiler.record.cpus import online_cpus, possible_cpus
 
 SOURCE = pathlib.Path(__file__).resolve().parent / "profile.bpf.c"
 
@@ -25,6 +27,31 @@ def pid_max() -> int:
         return 4194304  # the kernel's limit on 64-bit
 
 
+# Set to 1 (tests), the program sends through perf buffers as on a kernel
+# without BPF ring buffers.
+FORCE_PERF_OUTPUT = "PROFILER_TEST_PERF_BUFFER"
+# The most a perf buffer's record carries: its size is a 16-bit field
+# (8-byte header, then the 4-byte raw size and the data, padded to 8), less
+# the 72-byte copy head, rounded down to whole words.
+PERF_MAX_STACK_COPY = 65440
+NOTICE_PERF_PAGES = 8  # per CPU: notices are 8 bytes, a few per process
+
+
+@functools.cache
+def _has_ring_buffers() -> bool:
+    from profiler.errors import BccMissingError
+    from profiler.record.bpf.maps import has_ring_buffers
+    try:
+        return has_ring_buffers()
+    except BccMissingError:  # loading the program says so, with the remedy
+        return True
+
+
+def perf_output() -> bool:
+    """Whether the program must send through perf buffers (BPF_PERF_OUTPUT)."""
+    return os.environ.get(FORCE_PERF_OUTPUT) == "1" or not _has_ring_buffers()
+
+
 def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
     """The -D flags that configure profile.bpf.c for these options.
 
@@ -35,6 +62,7 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
     """
     kind = options.target.kind
     dwarf = options.call_graph_used is CallGraph.DWARF
+    perf = perf_output()
     # With dwarf, user space counts: the count maps are not used.
     counts = 1 if dwarf else options.stack_storage_size
     return {
@@ -51,8 +79,11 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
         "PER_THREAD": int(options.per_thread),
         "INCLUDE_IDLE": int(options.include_idle),
         "CALL_GRAPH_DWARF": int(dwarf),
-        **({"STACK_COPY": options.stack_copy, "COPY_RING_PAGES": copy_ring_pages(options),
-            "COPY_CPUS": possible_cpus()} if dwarf else {}),
+        "OUTPUT_PERF": int(perf),
+        **({"STACK_COPY": min(options.stack_copy, PERF_MAX_STACK_COPY) if perf
+            else options.stack_copy,
+            "COPY_RING_PAGES": copy_ring_pages(options), "COPY_CPUS": possible_cpus()}
+           if dwarf else {}),
     }
 
 
@@ -73,6 +104,17 @@ def copy_ring_pages(options: RecordOptions) -> int:
     want = options.sampling.frequency * cpus * (options.stack_copy + 80) * COPY_RING_SECONDS
     size = 1 << max(0, int(want) - 1).bit_length()
     return max(COPY_RING_MIN, min(COPY_RING_MAX, size)) // 4096
+
+
+def perf_copy_buffer(flags: dict[str, int]) -> tuple[int, int]:
+    """(pages per CPU, records per wake-up) of the copies' perf buffers:
+    the copy ring's bytes shared among the online CPUs (room for two whole
+    records at least, a power of 2); each CPU wakes the reader once it may
+    have filled a quarter of its buffer, as the ring's CPUs do."""
+    record = 80 + flags["STACK_COPY"]
+    pages = max(flags["COPY_RING_PAGES"] // max(1, len(online_cpus())), -(-2 * record // 4096))
+    pages = 1 << (pages - 1).bit_length()
+    return pages, max(1, pages * 4096 // (4 * record))
 
 
 def program_text(flags: dict[str, int]) -> str:

@@ -17,12 +17,18 @@ import platform
 import time
 from typing import Callable
 
-from profiler.record.cpus import possible_cpus
+from profiler.record.cpus import online_cpus, possible_cpus
 
 _LIB: ct.CDLL | None = None
 RINGBUF_CALLBACK = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_int)
-BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
+PERF_RAW_CALLBACK = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_void_p, ct.c_int)
+PERF_LOST_CALLBACK = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_uint64)
+BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF = 5, 6, 27
 _BATCH = 512  # entries taken per batch call
+
+
+class PerfBufferOpts(ct.Structure):  # struct bcc_perf_buffer_opts
+    _fields_ = [("pid", ct.c_int), ("cpu", ct.c_int), ("wakeup_events", ct.c_int)]
 
 
 class BpfCallError(OSError):
@@ -49,10 +55,17 @@ def lib() -> ct.CDLL:
                            ("bpf_attach_raw_tracepoint", [i, ct.c_char_p]),
                            ("bpf_poll_ringbuf", [p, i]), ("bpf_free_ringbuf", [p]),
                            ("bpf_add_ringbuf", [p, i, RINGBUF_CALLBACK, p]),
-                           ("bpf_consume_ringbuf", [p])):
+                           ("bpf_consume_ringbuf", [p]),
+                           ("perf_reader_fd", [p]),
+                           ("perf_reader_poll", [i, ct.POINTER(p), i]),
+                           ("perf_reader_consume", [i, ct.POINTER(p)])):
             fn = getattr(so, name)
             fn.argtypes, fn.restype = args, ct.c_int
         so.bpf_free_ringbuf.restype = None
+        so.bpf_open_perf_buffer_opts.argtypes = [PERF_RAW_CALLBACK, PERF_LOST_CALLBACK, p, i,
+                                                 ct.POINTER(PerfBufferOpts)]
+        so.bpf_open_perf_buffer_opts.restype = p
+        so.perf_reader_free.argtypes, so.perf_reader_free.restype = [p], None
         so.bpf_new_ringbuf.argtypes = [i, RINGBUF_CALLBACK, p]
         so.bpf_new_ringbuf.restype = p
         _LIB = so
@@ -229,3 +242,65 @@ class RingBuffer:
         if self._ring:
             lib().bpf_free_ringbuf(self._ring)
             self._ring = None
+
+
+class PerfBuffers:
+    """BPF_PERF_OUTPUT maps, where the kernel has no BPF ring buffer (before
+    5.8): one perf buffer per online CPU and map, read together. The same
+    interface as RingBuffer's raw side: `callback(address, size)` sees each
+    record in place during poll() or consume()."""
+
+    def __init__(self) -> None:
+        self._readers: list[int] = []
+        self._callbacks: list = []  # kept: libbcc_bpf holds the pointers
+        self._array = (ct.c_void_p * 0)()
+        self.lost = 0  # records the kernel could not write (also counted by the program)
+
+    def add_raw(self, map_fd: int, callback: Callable[[int, int], None], pages: int,
+                wakeup_events: int) -> None:
+        """Open `pages` pages (a power of 2) per CPU for the map; each wakes
+        poll() after `wakeup_events` records."""
+        def handle(_ctx, data, size):
+            callback(data, size)
+
+        def lost(_ctx, n):
+            self.lost += n
+
+        raw_cb, lost_cb = PERF_RAW_CALLBACK(handle), PERF_LOST_CALLBACK(lost)
+        self._callbacks += [raw_cb, lost_cb]
+        for cpu in online_cpus():
+            opts = PerfBufferOpts(pid=-1, cpu=cpu, wakeup_events=max(1, wakeup_events))
+            reader = lib().bpf_open_perf_buffer_opts(raw_cb, lost_cb, None, pages, ct.byref(opts))
+            if not reader:
+                _check(-1, f"perf buffer on CPU {cpu}")
+            self._readers.append(reader)
+            fd = lib().perf_reader_fd(reader)
+            _check(lib().bpf_update_elem(map_fd, ct.byref(ct.c_int(cpu)), ct.byref(ct.c_int(fd)),
+                                         0), "perf buffer map update")
+        self._array = (ct.c_void_p * len(self._readers))(*self._readers)
+
+    def poll(self, timeout_ms: int) -> None:
+        if self._readers:
+            lib().perf_reader_poll(len(self._readers), self._array, timeout_ms)
+
+    def consume(self) -> None:
+        """Every record now in every buffer, whether it woke poll() or not."""
+        if self._readers:
+            lib().perf_reader_consume(len(self._readers), self._array)
+
+    def close(self) -> None:
+        for reader in self._readers:
+            lib().perf_reader_free(reader)
+        self._readers = []
+        self._array = (ct.c_void_p * 0)()
+
+
+def has_ring_buffers() -> bool:
+    """Whether this kernel has BPF ring buffers (5.8 and later), by creating
+    one. Only an unknown map type (EINVAL) says no: a refusal for want of
+    privilege is left to loading the program, which explains it."""
+    fd = lib().bcc_create_map(BPF_MAP_TYPE_RINGBUF, b"probe_ringbuf", 0, 0, 4096, 0)
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return ct.get_errno() != errno.EINVAL

@@ -20,6 +20,9 @@
 //                       space unwinds it with the objects' CFI (profiler/unwind/)
 //   STACK_COPY          bytes of user stack copied per sample (a multiple of 8)
 //   COPY_RING_PAGES     pages of the `copies` ring buffer (a power of 2)
+//   OUTPUT_PERF         1: `notices` and `copies` are perf buffers (BPF_PERF_OUTPUT),
+//                       for kernels without BPF ring buffers (before 5.8); user
+//                       space reads one per CPU and sets how often each wakes it
 //   COPY_CPUS           possible CPUs (dwarf: a scratch slot per CPU; not NR_CPUS,
 //                       which the kernel headers define as the kernel's own limit)
 //
@@ -87,6 +90,9 @@
 #endif
 #ifndef COPY_RING_PAGES
 #define COPY_RING_PAGES 1
+#endif
+#ifndef OUTPUT_PERF
+#define OUTPUT_PERF 0
 #endif
 #define FP_FIXUP (WANT_USER && !CALL_GRAPH_DWARF)
 #ifndef LEAF_RULES
@@ -167,7 +173,11 @@ BPF_PERCPU_ARRAY(stats, u64, N_STATS);
 // hash lookup would cost a hash of the key on every sample.
 BPF_ARRAY(targets, u64, PID_WORDS);  // ids to sample (FILTER_TGID / FILTER_TID)
 BPF_ARRAY(seen, u64, PID_WORDS);     // processes already announced to user space
+#if OUTPUT_PERF
+BPF_PERF_OUTPUT(notices);
+#else
 BPF_RINGBUF_OUTPUT(notices, 16);
+#endif
 
 // --call-graph dwarf: one record per sample, counted in user space.
 enum copy_flags {
@@ -218,7 +228,11 @@ BPF_ARRAY(leaf_rules, struct leaf_rule, LEAF_RULES);
 #if CALL_GRAPH_DWARF
 BPF_ARRAY(copy_scratch, struct copy_record, COPY_CPUS);
 BPF_PERCPU_ARRAY(copy_pending, u64, 1);  // bytes sent since this CPU last woke user space
+#if OUTPUT_PERF
+BPF_PERF_OUTPUT(copies);
+#else
 BPF_RINGBUF_OUTPUT(copies, COPY_RING_PAGES);
+#endif
 #endif
 
 static __always_inline void stat_add(u32 index)
@@ -228,10 +242,14 @@ static __always_inline void stat_add(u32 index)
         *value += 1;  // per-CPU slot: no atomic needed
 }
 
-static __always_inline void notify(u32 pid, u32 kind)
+static __always_inline void notify(void *ctx, u32 pid, u32 kind)
 {
     struct notice n = {.pid = pid, .kind = kind};
+#if OUTPUT_PERF
+    if (notices.perf_submit(ctx, &n, sizeof(n)) != 0)
+#else
     if (notices.ringbuf_output(&n, sizeof(n), 0) != 0)
+#endif
         stat_add(STAT_NOTICES_LOST);
 }
 
@@ -272,14 +290,14 @@ static __always_inline int wanted(u32 tgid, u32 tid)
 
 // Announce a process the first time it is sampled. Not atomic: two CPUs may
 // both announce it, which only costs a second snapshot.
-static __always_inline void announce(u32 tgid)
+static __always_inline void announce(void *ctx, u32 tgid)
 {
     u32 word = tgid / 64;
     u64 *bits = seen.lookup(&word);
     u64 bit = 1ULL << (tgid % 64);
     if (bits && !(*bits & bit)) {
         *bits |= bit;
-        notify(tgid, NOTICE_NEW);
+        notify(ctx, tgid, NOTICE_NEW);
     }
 }
 
@@ -494,10 +512,13 @@ static __always_inline int count(u32 live, struct sample_key *key)
 // of the whole would fail as a whole). Returns the bytes copied.
 static __always_inline u32 copy_stack(struct copy_record *r, u64 sp)
 {
-    u32 done = 0;
-    u32 want = 4096 - (sp & 4095);
+    // 64-bit: the verifier then narrows `done` by the loop's own test (a
+    // 32-bit compare leaves the 64-bit register it tracks unbounded).
+    u64 done = 0;
+    u64 want = 4096 - (sp & 4095);
+    // Reads: a partial first page, whole pages, a partial last page.
 #pragma clang loop unroll(disable)
-    for (int i = 0; i < STACK_COPY / 4096 + 1; i++) {
+    for (int i = 0; i < STACK_COPY / 4096 + 2; i++) {
         if (done >= STACK_COPY)
             break;
         if (want > STACK_COPY - done)
@@ -550,6 +571,12 @@ static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid,
     u64 n = sizeof(struct copy_head) + r->head.size;
     if (n > sizeof(struct copy_head) + STACK_COPY)  // for the verifier
         n = sizeof(struct copy_head) + STACK_COPY;
+#if OUTPUT_PERF
+    // Each CPU's perf buffer wakes user space after a number of records
+    // user space chose when it opened it.
+    if (copies.perf_submit(ctx, r, n) != 0)
+        stat_add(STAT_LOST_COPY_RING);
+#else
     // User space reads the ring on its own timer (the ring holds half a
     // second): a wake-up per record would cost an interrupt per sample.
     // Each CPU wakes it once it has sent a quarter of the ring's share of
@@ -567,6 +594,7 @@ static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid,
     }
     if (copies.ringbuf_output(r, n, wake) != 0)
         stat_add(STAT_LOST_COPY_RING);
+#endif
 }
 #endif
 
@@ -580,7 +608,7 @@ int prof_sample(struct bpf_perf_event_data *ctx)
     stat_add(STAT_SAMPLES);
 
     if (tgid != 0)
-        announce(tgid);
+        announce(ctx, tgid);
 
     // Read once: the stacks and the count of one sample go to one generation.
     u32 zero = 0;
@@ -629,6 +657,6 @@ int prof_exec(struct bpf_raw_tracepoint_args *ctx)
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
     if (wanted(tgid, (u32)id))
-        notify(tgid, NOTICE_EXEC);
+        notify(ctx, tgid, NOTICE_EXEC);
     return 0;
 }

@@ -22,9 +22,11 @@ from profiler.record.bpf.compiler import (captured_stderr, compiler_message, imp
                                           release_freed_memory)
 from profiler.record.bpf import image as bpf_image
 from profiler.record.bpf import maps as bpf_maps
-from profiler.record.bpf.config import SOURCE, defines, program_text
+from profiler.record.bpf.config import (NOTICE_PERF_PAGES, SOURCE, defines, perf_copy_buffer,
+                                        program_text)
 from profiler.record.bpf.leaves import Judge, LeafCallers
-from profiler.record.bpf.stackkeys import MISSING_STACK, STACK_ID_TAG, StackKeys, from_bucket
+from profiler.record.bpf.stackkeys import (MISSING_STACK, OVER_LIMIT, STACK_ID_TAG, StackKeys,
+                                          from_bucket)
 from profiler.record import events
 from profiler.errors import CompileError, NotPermittedError
 from profiler.record.events import PerfEventAttr
@@ -92,12 +94,12 @@ class BpfSampler:
         self._perf_fds: list[int] = []
         self._slots: list[bpf_maps.MappedArray] = []
         self._live = 0  # the generation the program writes to
-        self._keys = StackKeys()
+        self._keys = StackKeys(options.max_stacks)
         self._by_hash: dict[int, int] = {}  # content hash -> key for the run
         self._losses = 0  # samples lost as of the last drain
         self._to_sweep: set[int] = set()  # generations whose stack maps may hold orphans
         self._bpf = None  # BCC's module, when compiled this run
-        self._ring: bpf_maps.RingBuffer | None = None
+        self._ring: bpf_maps.RingBuffer | bpf_maps.PerfBuffers | None = None
         self._tp_fd = -1
         self.dwarf = bool(self.flags.get("CALL_GRAPH_DWARF"))
         self._per_thread = bool(self.flags.get("PER_THREAD"))
@@ -177,7 +179,7 @@ class BpfSampler:
                                    f"{SOURCE} does not match this profiler: reinstall it") \
                     from None
             leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU tables widen Leaf
-            ringbuf = name in RING_MAPS
+            ringbuf = int(table.ttype) == bpf_maps.BPF_MAP_TYPE_RINGBUF  # no key, no value
             specs[name] = bpf_image.MapSpec(
                 name, int(table.ttype), 0 if ringbuf else ctypes.sizeof(table.Key),
                 0 if ringbuf else ctypes.sizeof(leaf), int(table.max_entries), int(table.flags))
@@ -227,14 +229,24 @@ class BpfSampler:
             pid, kind = _NOTICE.unpack_from(data)
             callback(pid, kind)
 
-        self._ring = bpf_maps.RingBuffer(self.loaded.maps["notices"], handle)
+        if self.flags["OUTPUT_PERF"]:  # a kernel without BPF ring buffers
+            self._ring = bpf_maps.PerfBuffers()
+            self._ring.add_raw(self.loaded.maps["notices"],
+                               lambda address, size: handle(ctypes.string_at(address, size)),
+                               NOTICE_PERF_PAGES, 1)
+        else:
+            self._ring = bpf_maps.RingBuffer(self.loaded.maps["notices"], handle)
 
     def on_copy(self, unwind_copy: UnwindCopy) -> None:
         """Dwarf mode: unwind each stack copy with `unwind_copy` as it is
         read (during poll()), and count it. Needs on_notice first: both
         rings are read together."""
         self._unwind_copy = unwind_copy
-        self._ring.add_raw(self.loaded.maps["copies"], self._take_copy)
+        if self.flags["OUTPUT_PERF"]:
+            self._ring.add_raw(self.loaded.maps["copies"], self._take_copy,
+                               *perf_copy_buffer(self.flags))
+        else:
+            self._ring.add_raw(self.loaded.maps["copies"], self._take_copy)
 
     def _take_copy(self, address: int, size: int) -> None:
         found = copies.decode(address, size)
@@ -268,7 +280,7 @@ class BpfSampler:
             return key
         if kernel not in self._by_hash:  # stored by content since the last drain
             self._drain_content_stacks()
-        return self._by_hash.get(kernel, MISSING_STACK)
+        return self._hash_key(kernel)
     def attach(self, attr: PerfEventAttr, cpus: list[int]) -> None:
         """Open `attr` on every CPU, attach the program, then enable them all."""
         prog = self.loaded.progs[SAMPLE_FN.decode()]
@@ -344,7 +356,7 @@ class BpfSampler:
                         buckets += 1
                         run_key[key] = self._take_bucket(table, key & 0xFFFFFFFF)
                     else:
-                        run_key[key] = self._by_hash.get(key, MISSING_STACK)
+                        run_key[key] = self._hash_key(key)
         losses = sum(self.stats()[name] for name in _LOSSES)
         if losses != self._losses:  # a lost sample may have left its stack in either generation
             self._losses = losses
@@ -427,9 +439,18 @@ class BpfSampler:
         items = self._maps["stacks"].drain()
         for k, v in items:
             nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
-            self._by_hash[_U64.unpack(k)[0]] = self._keys.intern(
-                struct.unpack_from(f"={nr}Q", v, 8))
+            key = self._keys.intern(struct.unpack_from(f"={nr}Q", v, 8))
+            if key != OVER_LIMIT:  # not kept: past the limit, every new hash means it
+                self._by_hash[_U64.unpack(k)[0]] = key
         return len(items)
+
+    def _hash_key(self, content_hash: int) -> int:
+        """The run key of a stack the program stored by content. One not
+        kept is a stack found past the run's limit (none is missing before)."""
+        key = self._by_hash.get(content_hash)
+        if key is None:
+            return OVER_LIMIT if self._keys.full else MISSING_STACK
+        return key
 
     # -------------------------------------------------------------- teardown
 
