@@ -253,6 +253,11 @@ class ProcessTracker:
             stat = _stat(pid)
             if stat is None or stat[2] & PF_KTHREAD:
                 self._kernel_threads.add(pid)
+            elif text.strip() and stat[0] not in "ZX":
+                # In the middle of an exec: its new memory has a stack and
+                # no code yet. Not gone: read again (its exec notice, and
+                # the rescans after it, will).
+                self._due.setdefault(pid, []).append(self._clock() + EXEC_RESCANS[0])
             else:  # a user process whose memory is gone: exiting, or a zombie
                 self._gone.add(pid)
                 self._inherit(pid, stat[1], _depth)

@@ -135,8 +135,12 @@ def test_process_exiting_mid_run_keeps_its_symbols(bpf_ready, workloads, tmp_pat
 
 def test_page_faults_with_period_one(bpf_ready, workloads, tmp_path):
     out = tmp_path / "pf.folded"
+    # 300 ms asleep first: the 3000 faults take a few milliseconds, and a
+    # process that short-lived can end before the profiler, on a loaded
+    # machine, reads its memory maps (its frames would go unnamed; counted,
+    # and not what this test is about).
     run = run_profiler("record", "-e", "page-faults", "-c", "1", "-o", str(out),
-                       "--", workloads["pagefault"], "3000")
+                       "--", workloads["pagefault"], "3000", "300")
     assert run.returncode == 0, run.stderr
     rows = parse_folded(out.read_text())
     touching = sum(n for f, n in rows if "touch_pages" in f)

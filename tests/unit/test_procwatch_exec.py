@@ -32,3 +32,36 @@ def test_an_exec_notice_reads_a_process_that_looked_like_a_kernel_thread(monkeyp
     assert not tracker.entries(pid)
     tracker.notice(pid, exec_=True)
     assert tracker.entries(pid)
+
+
+def test_a_process_caught_with_a_stack_and_no_code_is_mid_exec_not_gone(monkeypatch):
+    """exec closes the launcher's close-on-exec pipe (which tells the
+    profiler it may read) before it maps the new program: the new memory
+    holds a stack and nothing else. Such a process is read again later, by
+    its rescan or by any other reason to read it (a copy of its stack that
+    needs its maps), rather than given up as gone."""
+    pid = os.getpid()
+    real = read_maps(pid)
+    stack_only = "7ffd1000-7ffd3000 rw-p 00000000 00:00 0                          [stack]\n"
+    answers = iter([stack_only, real])
+    clock = [100.0]
+    monkeypatch.setattr(procwatch, "read_maps", lambda p: next(answers))
+    monkeypatch.setattr(procwatch, "_stat", lambda p: ("R", 1, 0))
+    tracker = procwatch.ProcessTracker(clock=lambda: clock[0])
+    tracker.snapshot(pid)
+    assert not tracker.known(pid)
+    clock[0] += procwatch.EXEC_RESCANS[0]
+    tracker.service()  # the rescan: the new image
+    assert tracker.entries(pid)
+
+
+def test_a_zombie_without_maps_is_gone(monkeypatch):
+    """...while a zombie is given up: it is not read again."""
+    pid = os.getpid()
+    reads = []
+    monkeypatch.setattr(procwatch, "read_maps", lambda p: reads.append(p) or "")
+    monkeypatch.setattr(procwatch, "_stat", lambda p: ("Z", 1, 0))
+    tracker = procwatch.ProcessTracker()
+    tracker.snapshot(pid)
+    tracker.snapshot(pid)
+    assert reads == [pid] and not tracker.known(pid)
