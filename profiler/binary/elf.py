@@ -174,6 +174,7 @@ class SectionData:
 
 
 SHF_COMPRESSED = 0x800
+SHF_EXECINSTR = 0x4
 
 
 def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, SectionData]:
@@ -332,8 +333,9 @@ def _table(stream, elf: _Header, sections: list[_Section], sec: _Section | None,
     if raw is None or not 0 <= sec.link < len(sections):
         return None
     strtab = _read(stream, sections[sec.link]) or b""
+    code = frozenset(s.index for s in sections if s.flags & SHF_EXECINSTR)
     table = symtab.build_from_section(raw, strtab, section_ends, elf.elfclass,
-                                      elf.little_endian)
+                                      elf.little_endian, code)
     return table if len(table) else None
 
 

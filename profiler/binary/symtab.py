@@ -5,7 +5,11 @@ to and loaded from bytes as they are (the disk cache), names decoded only
 when asked for.
 
 The rules, the same for every source of symbols:
-- only defined functions (STT_FUNC, STT_GNU_IFUNC) with an address;
+- defined functions (STT_FUNC, STT_GNU_IFUNC) with an address; and, where
+  no function covers them, untyped symbols in code sections: the entry
+  points of hand-written assembly (ld.so's `_start`, which calls
+  `_dl_start`), as perf names them too. Such a label never takes an address
+  from a function, and yields to one at its own address;
 - several symbols at one address: a global beats a weak beats a local one
   (glibc's `memcpy` over its `__GI_memcpy` alias), then the larger, then the
   later in the table;
@@ -25,7 +29,8 @@ from itertools import compress
 from operator import add, not_
 from typing import Iterable
 
-STT_FUNC, STT_GNU_IFUNC = 2, 10
+STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
+LABEL_RANK = 3  # an untyped symbol's: below any function's
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
 SHN_LORESERVE = 0xFF00
 _RANK = {STB_GLOBAL: 0, STB_WEAK: 1}
@@ -33,7 +38,7 @@ _LAST = (1 << 64) - 1
 
 # Arrays are stored in native order. Change the version digit whenever the
 # layout or the rules above change: cached tables are then built again.
-MAGIC = b"PSYMTB3" + (b"L" if sys.byteorder == "little" else b"B")
+MAGIC = b"PSYMTB4" + (b"L" if sys.byteorder == "little" else b"B")
 _HEADER = struct.Struct("<8sQQ")  # magic, symbol count, names blob size
 
 
@@ -48,7 +53,7 @@ class SymbolTable:
         self.starts = starts
         self.ends = ends
         self.name_offsets = name_offsets
-        self.ranks = ranks  # 0 global, 1 weak, 2 local
+        self.ranks = ranks  # 0 global, 1 weak, 2 local, 3 a label (LABEL_RANK)
         self.names = names
         self.base = base
 
@@ -117,14 +122,21 @@ class SymbolTable:
 
 
 def build(entries: Iterable[tuple[int, int, int, int, int]], strtab: bytes,
-          section_ends: dict[int, int]) -> SymbolTable:
+          section_ends: dict[int, int], code_sections: frozenset[int] = frozenset()
+          ) -> SymbolTable:
     """A table from raw ELF symbols (st_name, st_info, st_shndx, st_value,
-    st_size); `section_ends` maps a section index to its end address."""
+    st_size); `section_ends` maps a section index to its end address, and
+    `code_sections` are the executable ones (where labels count)."""
+    entries = list(entries)
     funcs = [(value, _RANK.get(info >> 4, 2), shndx, size, name)
              for name, info, shndx, value, size in entries
              if (info & 0xF) in (STT_FUNC, STT_GNU_IFUNC)]
     columns = [list(c) for c in zip(*funcs)] if funcs else [[], [], [], [], []]
-    return _build(*columns, strtab, section_ends)
+    labels = [(value, LABEL_RANK, shndx, size, name)
+              for name, info, shndx, value, size in entries
+              if (info & 0xF) == STT_NOTYPE and shndx in code_sections and name]
+    return _with_labels(columns, [list(c) for c in zip(*labels)] if labels else None,
+                        strtab, section_ends)
 
 
 # st_info -> 1 for a function type (STT_FUNC, STT_GNU_IFUNC), else 0; and -> rank
@@ -137,7 +149,8 @@ _CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 def build_from_section(raw: bytes, strtab: bytes, section_ends: dict[int, int],
-                       elfclass: int, little_endian: bool) -> SymbolTable:
+                       elfclass: int, little_endian: bool,
+                       code_sections: frozenset[int] = frozenset()) -> SymbolTable:
     """A table straight from the bytes of a .symtab/.dynsym section.
 
     Each field is cut out as a column with strided slices and read as an
@@ -160,9 +173,35 @@ def build_from_section(raw: bytes, strtab: bytes, section_ends: dict[int, int],
         columns.append(column)
     names, infos, shndxs, values, sizes = columns
     mask = infos.translate(_IS_FUNC)
-    return _build(list(compress(values, mask)), list(compress(infos.translate(_RANK_OF), mask)),
-                  list(compress(shndxs, mask)), list(compress(sizes, mask)),
-                  list(compress(names, mask)), strtab, section_ends)
+    funcs = [list(compress(values, mask)), list(compress(infos.translate(_RANK_OF), mask)),
+             list(compress(shndxs, mask)), list(compress(sizes, mask)),
+             list(compress(names, mask))]
+    labels = None
+    if code_sections:
+        untyped = infos.translate(_IS_NOTYPE)
+        at = [i for i in compress(range(n), untyped) if shndxs[i] in code_sections and names[i]]
+        if at:
+            labels = [[values[i] for i in at], [LABEL_RANK] * len(at), [shndxs[i] for i in at],
+                      [sizes[i] for i in at], [names[i] for i in at]]
+    return _with_labels(funcs, labels, strtab, section_ends)
+
+
+_IS_NOTYPE = bytes(1 if b & 0xF == STT_NOTYPE else 0 for b in range(256))
+
+
+def _with_labels(funcs: list[list[int]], labels: list[list[int]] | None, strtab: bytes,
+                 section_ends: dict[int, int]) -> SymbolTable:
+    """The functions' table, with the labels that fall where no function
+    does (ARM's mapping symbols `$x`, `$d` and the like excepted)."""
+    table = _build(*funcs, strtab, section_ends)
+    if not labels:
+        return table
+    keep = [i for i, (value, name) in enumerate(zip(labels[0], labels[4]))
+            if value and table.find(value) < 0 and strtab[name:name + 1] not in (b"$", b".")]
+    if not keep:
+        return table
+    return _build(*(column + [labels[k][i] for i in keep] for k, column in enumerate(funcs)),
+                  strtab, section_ends)
 
 
 def _build(values: list[int], ranks: list[int], shndxs: list[int], sizes: list[int],

@@ -114,4 +114,45 @@ def test_header_reader_agrees_with_pyelftools(path):
         funcs = {s["st_value"] for s in table.iter_symbols()
                  if s["st_info"]["type"] in ("STT_FUNC", "STT_LOOS") and s["st_value"]
                  and s["st_shndx"] not in ("SHN_UNDEF", "SHN_ABS", "SHN_COMMON")}
-        assert set(ours_table.starts) == funcs
+        # Untyped symbols of code sections name only what no function covers.
+        from profiler.binary.symtab import LABEL_RANK
+        labels = {v for v, r in zip(ours_table.starts, ours_table.ranks) if r == LABEL_RANK}
+        assert set(ours_table.starts) - labels == funcs
+        code = {i for i, sec in enumerate(elf.iter_sections()) if sec["sh_flags"] & 0x4}
+        untyped = {s["st_value"] for s in table.iter_symbols()
+                   if s["st_info"]["type"] == "STT_NOTYPE" and s["st_shndx"] in code}
+        assert labels <= untyped
+
+
+def test_untyped_assembly_entry_points_name_only_what_no_function_covers():
+    """ld.so's `_start` (NOTYPE, no size) calls `_dl_start`: its return
+    address is `_dl_start_user`, another label. Labels in code sections
+    name the gaps between functions (as perf names them), never an address
+    a function covers, and yield to a function at their own address; data
+    sections' labels and ARM mapping symbols ($x, $d) never name code."""
+    from profiler.binary import symtab
+    strtab = b"\0_start\0_dl_start_user\0_dl_start\0inside\0$x\0table\0alias_label\0f\0"
+    off = {name: strtab.index(b"\0" + name.encode() + b"\0") + 1
+           for name in ("_start", "_dl_start_user", "_dl_start", "inside", "$x", "table",
+                        "alias_label", "f")}
+    notype, func, local, glob = 0, 2, 0, 1
+    entries = [  # (st_name, st_info, st_shndx, st_value, st_size)
+        (off["_start"], local << 4 | notype, 12, 0x1ab70, 0),
+        (off["_dl_start_user"], local << 4 | notype, 12, 0x1ab78, 0),
+        (off["_dl_start"], glob << 4 | func, 12, 0x1000, 0x200),
+        (off["inside"], local << 4 | notype, 12, 0x1100, 0),  # within _dl_start
+        (off["$x"], local << 4 | notype, 12, 0x3000, 0),
+        (off["table"], glob << 4 | notype, 20, 0x9000, 0),  # a data section
+        (off["f"], glob << 4 | func, 12, 0x4000, 0x10),
+        (off["alias_label"], glob << 4 | notype, 12, 0x4000, 0),
+    ]
+    ends = {12: 0x5000, 20: 0xA000}
+    table = symtab.build(entries, strtab, ends, frozenset({12}))
+    assert table.lookup(0x1ab77) == ("_start", 7)  # a return address - 1, in _start
+    assert table.lookup(0x1ab78) == ("_dl_start_user", 0)
+    assert table.lookup(0x1100) == ("_dl_start", 0x100)  # a function keeps its range
+    assert table.lookup(0x3004) is None  # a mapping symbol names nothing
+    assert table.lookup(0x9000) is None  # nor does a data label
+    assert table.lookup(0x4000) == ("f", 0)  # the function wins at its own address
+    # Without code sections given (a caller that cannot tell), no labels at all.
+    assert symtab.build(entries, strtab, ends).lookup(0x1ab77) is None
