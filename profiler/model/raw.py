@@ -25,6 +25,7 @@ TRUNCATED = 0xFFFF_FFFF_FFFF_FFF0
 # after it held --max-stacks of them (their samples are kept, counted under
 # their process, and reported). Shown as "[stack limit]".
 OVER_STACK_LIMIT = 0xFFFF_FFFF_FFFF_FFF1
+STACK_LIMIT_FRAME = "[stack limit]"
 # Limits a saved profile is held to when read back (`check_document`): what
 # a recording can write, so that a damaged or hostile file costs bounded
 # memory and time and is refused with one message.

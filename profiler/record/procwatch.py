@@ -224,6 +224,7 @@ class ProcessTracker:
         self._kernel_threads: set[int] = set()
         self._gone: set[int] = set()
         self._due: dict[int, list[float]] = {}
+        self._mid_exec: dict[int, int] = {}  # reads that found a process mid-exec
         self._foreign: set[int] = set()  # processes in another mount namespace
 
     def notice(self, pid: int, exec_: bool = False) -> None:
@@ -253,10 +254,12 @@ class ProcessTracker:
             stat = _stat(pid)
             if stat is None or stat[2] & PF_KTHREAD:
                 self._kernel_threads.add(pid)
-            elif text.strip() and stat[0] not in "ZX":
+            elif text.strip() and stat[0] not in "ZX" and \
+                    self._mid_exec.get(pid, 0) < len(EXEC_RESCANS):
                 # In the middle of an exec: its new memory has a stack and
                 # no code yet. Not gone: read again (its exec notice, and
-                # the rescans after it, will).
+                # the rescans after it, will), a few times at most.
+                self._mid_exec[pid] = self._mid_exec.get(pid, 0) + 1
                 self._due.setdefault(pid, []).append(self._clock() + EXEC_RESCANS[0])
             else:  # a user process whose memory is gone: exiting, or a zombie
                 self._gone.add(pid)

@@ -24,7 +24,7 @@ from profiler.binary import debuginfo, elf, plt
 from profiler.binary.addresses import FileOffset, elf_vaddr_in
 from profiler.binary.cache import SymbolCache, identity
 from profiler.binary.readfile import open_regular, trusted_for_cache
-from profiler.binary.symtab import SymbolTable
+from profiler.binary.symtab import LABEL_RANK, SymbolTable
 
 SOURCES = ("symtab", "build-id", "debuglink", "minidebuginfo", "dynsym", "plt")
 PLT_SUFFIX = "@plt"
@@ -60,16 +60,23 @@ class ObjectSymbols:
         if vaddr is None:
             return None
         tables = self._tables
+        label = None
         for source in SOURCES:
             table = tables[source] if source in tables else self._table(source)
             i = table.find(vaddr) if table is not None else -1
             if i >= 0:
                 start = table.starts[i]
+                if table.ranks[i] == LABEL_RANK:
+                    # An untyped symbol names only what no function covers,
+                    # in any source: a later one (.dynsym after MiniDebugInfo,
+                    # which leaves out what .dynsym exports) may have one.
+                    label = label or (table.name(i), vaddr - start, source)
+                    continue
                 name = self._better_alias(source, start, table.ranks[i]) or table.name(i)
                 if source == "plt":
                     name += PLT_SUFFIX
                 return name, vaddr - start, source
-        return None
+        return label
 
     def _better_alias(self, source: str, start: int, rank: int) -> str | None:
         """A global name for the same function from .dynsym. MiniDebugInfo

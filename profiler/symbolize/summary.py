@@ -7,7 +7,7 @@ import dataclasses
 import os
 
 from profiler.model.profile import FrameKind, Profile
-from profiler.model.raw import RawProfile
+from profiler.model.raw import STACK_LIMIT_FRAME, RawProfile
 from profiler.unwind.stacks import UnwindSummary, unwind
 
 NO_SAMPLES = "No samples were recorded."
@@ -106,9 +106,12 @@ def early_ends(profile: Profile) -> tuple[str, ...]:
                 if locations[i].kind is not FrameKind.KERNEL]  # root first
         if not user:
             continue
+        root = profile.frame_names(user[0])[0]
+        if root == STACK_LIMIT_FRAME:  # not walked short: merged past --max-stacks
+            continue
         count = sample.values[0]
         total += count
-        if profile.frame_names(user[0])[0] in ENTRY_FRAMES:
+        if root in ENTRY_FRAMES:
             continue
         early += count
         # The outermost frame in a real object: a walk that left the rails

@@ -17,7 +17,7 @@ import os
 from typing import Callable, Iterable, NamedTuple
 
 from profiler.model.maps import MapEntry
-from profiler.model.raw import OVER_STACK_LIMIT, TRUNCATED, RawProfile
+from profiler.model.raw import OVER_STACK_LIMIT, STACK_LIMIT_FRAME, TRUNCATED, RawProfile
 from profiler.options import SymbolizeOptions
 from profiler.symbolize import lines, objfile, perfmap
 from profiler.binary.addresses import AbsAddr, code_address, file_offset
@@ -25,8 +25,6 @@ from profiler.binary.cache import SymbolCache, default_cache
 from profiler.binary.debuginfo import DEFAULT_DEBUG_DIRS
 from profiler.symbolize.demangle import demangle_all
 from profiler.symbolize.kallsyms import KernelSymbols, load_kernel_symbols
-
-STACK_LIMIT_FRAME = "[stack limit]"
 
 PathFor = Callable[[MapEntry], "str | None"]
 

@@ -99,15 +99,25 @@ class CopyUnwinder:
     def unwind(self, pid: int, ip: int, sp: int, fp: int, stack: bytes,
                lr: int = 0) -> tuple[int, ...]:
         """Leaf-first addresses of one sample's user stack; a stack cut by
-        the end of the copy ends in TRUNCATED."""
+        the end of the copy ends in TRUNCATED.
+
+        Callers' addresses are return addresses, named at the byte before
+        (inside the call). A pc a signal interrupted is exact instead: it is
+        handed on one past itself, so that it is named, and its line found,
+        at itself. Otherwise an interrupt at a function's first instruction
+        would read as the function before it."""
         rows = self._rows_for(pid)
         result = dwarf.unwind_stack(ip, sp, fp, stack, rows, arch=self.arch,
                                     max_depth=self._max_depth, lr=lr)
         self.stops[result.stop] = self.stops.get(result.stop, 0) + 1
+        frames = result.frames
+        if result.signal_frames:
+            exact = set(result.signal_frames)
+            frames = tuple(pc + 1 if i in exact else pc for i, pc in enumerate(frames))
         if result.truncated:
             self.truncated += 1
-            return (*result.frames, TRUNCATED)
-        return result.frames
+            return (*frames, TRUNCATED)
+        return frames
 
     def row_at(self, pid: int, pc: int) -> cfi.Row | None:
         """The row in force at an exact instruction address of a process."""

@@ -48,7 +48,7 @@ def unwind(profile: RawProfile) -> tuple[list[StackSample], UnwindSummary]:
             no_user += rec.count
         if _OVER in (user, kernel):
             over += rec.count
-        elif user and user[-1] == TRUNCATED:
+        if user and user[-1] == TRUNCATED:
             copy_cut += rec.count
         elif len(user) >= depth or len(kernel) >= depth:
             truncated += rec.count

@@ -46,12 +46,13 @@ def _map_types(pid: int) -> list[int]:
     return types
 
 
-def record(tmp_path, *args: str, perf: bool = True) -> tuple[str, str, list[int]]:
+def record(tmp_path, *args: str, perf: bool = True, **extra_env: str
+           ) -> tuple[str, str, list[int]]:
     """Run `profiler record ARGS -o out.json`, with perf buffers forced
     unless `perf` is false: (its stderr, the output's path, the map types
     it held while sampling)."""
     out = str(tmp_path / "out.json")
-    env = dict(os.environ, PROFILER_TEST_PERF_BUFFER="1" if perf else "0")
+    env = dict(os.environ, PROFILER_TEST_PERF_BUFFER="1" if perf else "0", **extra_env)
     proc = subprocess.Popen(profiler_cmd("record", "-o", out, *args), cwd=REPO, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -197,3 +198,37 @@ def test_process_notices_come_through_perf_buffers(bpf_ready, tmp_path, no_lefto
     chain = sum(n for f, n in rows if f[0] == "fp_chain")
     named = sum(n for f, n in rows if f[0] == "fp_chain" and "chain_leaf" in f and "main" in f)
     assert chain > 500 and named >= 0.95 * chain, sorted(rows, key=lambda r: -r[1])[:5]
+
+
+@pytest.mark.parametrize("old_kernel", [False, True])
+def test_samples_taken_in_the_kernel_without_bpf_task_pt_regs(bpf_ready, tmp_path, no_leftovers,
+                                                              old_kernel):
+    """Before 5.15 the kernel has no bpf_task_pt_regs(): a sample taken in
+    the kernel (a page fault) cannot get the user registers saved on entry.
+    As on such a kernel (and with perf buffers, as before 5.8), the program
+    still loads; those samples keep their kernel stack and are counted
+    "without user stack", and samples taken in user code stay whole. On this
+    kernel, with the helper, the faults' samples have their user stack."""
+    exe = str(tmp_path / "pagefault")
+    subprocess.run(["gcc", *CFLAGS, "-o", exe, os.path.join(HERE, "workloads", "pagefault.c")],
+                   check=True)
+    env = {"PROFILER_TEST_NO_TASK_PT_REGS": "1"} if old_kernel else {}
+    err, out, types = record(tmp_path, "--call-graph", "dwarf", "-F", "999", "--", exe,
+                             "200000", perf=old_kernel, **env)
+    assert (PERF_EVENT_ARRAY in types) == old_kernel, types
+    folded = tmp_path / "out.folded"
+    subprocess.run(profiler_cmd("report", out, "-q", "-o", str(folded)), cwd=REPO, check=True)
+    rows = [(f, n) for f, n in parse_folded(folded.read_text()) if f[0] == "pagefault"]
+    faults = [(f, n) for f, n in rows if "asm_exc_page_fault_[k]" in f]
+    in_fault = sum(n for _, n in faults)
+    with_user = sum(n for f, n in faults if "touch_pages" in f and "main" in f)
+    user_code = sum(n for f, n in rows if f[-1] == "touch_pages")
+    assert in_fault > 100 and user_code > 5, (in_fault, user_code, rows[:5])
+    whole_user = sum(n for f, n in rows if f[-1] == "touch_pages" and "main" in f)
+    assert whole_user >= 0.95 * user_code
+    if old_kernel:
+        assert with_user == 0, faults[:3]
+        lost = re.search(r"(\d+) without user stack", err)
+        assert lost and int(lost.group(1)) >= in_fault, err
+    else:
+        assert with_user >= 0.95 * in_fault, faults[:3]

@@ -54,7 +54,10 @@ def test_node_jit_frames_named_from_its_perf_map(bpf_ready, tmp_path):
     script.write_text(JS)
     flag = tmp_path / "go-late"
     out = tmp_path / "node.folded"
-    with running(["node", "--perf-basic-prof", str(script), str(flag)], cwd=tmp_path) as node:
+    # No inlining: TurboFan may otherwise compile hotLoop into the script's
+    # own loop (on a busy machine it did), leaving one JIT frame to name.
+    with running(["node", "--perf-basic-prof", "--no-turbo-inlining", str(script), str(flag)],
+                 cwd=tmp_path) as node:
         perf_map = f"/tmp/perf-{node.pid}.map"
         try:
             rec = subprocess.Popen(profiler_cmd("record", "-p", str(node.pid), "-F", "999",

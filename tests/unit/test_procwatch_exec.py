@@ -59,9 +59,25 @@ def test_a_zombie_without_maps_is_gone(monkeypatch):
     """...while a zombie is given up: it is not read again."""
     pid = os.getpid()
     reads = []
-    monkeypatch.setattr(procwatch, "read_maps", lambda p: reads.append(p) or "")
+    stack_only = "7ffd1000-7ffd3000 rw-p 00000000 00:00 0                          [stack]\n"
+    monkeypatch.setattr(procwatch, "read_maps", lambda p: reads.append(p) or stack_only)
     monkeypatch.setattr(procwatch, "_stat", lambda p: ("Z", 1, 0))
     tracker = procwatch.ProcessTracker()
     tracker.snapshot(pid)
     tracker.snapshot(pid)
     assert reads == [pid] and not tracker.known(pid)
+
+
+def test_a_process_that_stays_without_code_is_given_up_after_a_few_reads(monkeypatch):
+    pid = os.getpid()
+    stack_only = "7ffd1000-7ffd3000 rw-p 00000000 00:00 0                          [stack]\n"
+    reads = []
+    monkeypatch.setattr(procwatch, "read_maps", lambda p: reads.append(p) or stack_only)
+    monkeypatch.setattr(procwatch, "_stat", lambda p: ("T", 1, 0))  # stopped mid-exec
+    clock = [0.0]
+    tracker = procwatch.ProcessTracker(clock=lambda: clock[0])
+    tracker.snapshot(pid)
+    for _ in range(20):
+        clock[0] += 1.0
+        tracker.service()
+    assert len(reads) == len(procwatch.EXEC_RESCANS) + 1

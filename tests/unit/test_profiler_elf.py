@@ -122,6 +122,13 @@ def test_header_reader_agrees_with_pyelftools(path):
         untyped = {s["st_value"] for s in table.iter_symbols()
                    if s["st_info"]["type"] == "STT_NOTYPE" and s["st_shndx"] in code}
         assert labels <= untyped
+        sized = [(s["st_value"], s["st_value"] + s["st_size"]) for s in table.iter_symbols()
+                 if s["st_info"]["type"] in ("STT_FUNC", "STT_LOOS") and s["st_size"]]
+        starts = sorted(sized)
+        import bisect
+        for label in labels:  # never inside a function
+            i = bisect.bisect_right(starts, (label, float("inf"))) - 1
+            assert i < 0 or not starts[i][0] <= label < starts[i][1], hex(label)
 
 
 def test_untyped_assembly_entry_points_name_only_what_no_function_covers():
@@ -156,3 +163,24 @@ def test_untyped_assembly_entry_points_name_only_what_no_function_covers():
     assert table.lookup(0x4000) == ("f", 0)  # the function wins at its own address
     # Without code sections given (a caller that cannot tell), no labels at all.
     assert symtab.build(entries, strtab, ends).lookup(0x1ab77) is None
+
+
+def test_a_label_yields_to_a_function_of_a_later_source():
+    """MiniDebugInfo keeps untyped code symbols but leaves out what .dynsym
+    exports: a label there inside an exported function must not name it."""
+    from profiler.binary import elf as elf_mod
+    from profiler.binary import symtab
+    from profiler.symbolize.objfile import ObjectSymbols
+    strtab = b"\0exported\0inner_label\0lonely\0"
+    exported, inner, lonely = 1, strtab.index(b"inner_label"), strtab.index(b"lonely")
+    glob_func, local_notype = 1 << 4 | 2, 0
+    mini = symtab.build([(inner, local_notype, 12, 0x1080, 0),
+                         (lonely, local_notype, 12, 0x3000, 0)], strtab, {12: 0x4000},
+                        frozenset({12}))
+    dynsym = symtab.build([(exported, glob_func, 12, 0x1000, 0x100)], strtab, {12: 0x4000})
+    segment = elf_mod.LoadSegment(offset=0, vaddr=0, filesz=0x5000)
+    obj = ObjectSymbols("lib.so", (segment,), {"symtab": None, "build-id": None,
+                                                 "debuglink": None, "minidebuginfo": mini,
+                                                 "dynsym": dynsym, "plt": None})
+    assert obj.lookup(0x1090) == ("exported", 0x90, "dynsym")
+    assert obj.lookup(0x3004) == ("lonely", 4, "minidebuginfo")  # no function anywhere

@@ -69,3 +69,18 @@ def test_a_process_without_maps_gives_the_sampled_pc_alone(tmp_path):
     unwinder = _unwinder(entries)
     frames = unwinder.unwind(8, ip, sp, bp, stack)  # no maps: no CFI, no usable fp
     assert frames[0] == ip and TRUNCATED not in frames
+
+
+def test_an_interrupted_pc_is_handed_on_one_past_itself(monkeypatch):
+    """After a signal frame the pc is the interrupted instruction itself,
+    not a return address: one past it, the symbolizer's usual step back
+    (code_address) lands on it, even at a function's first byte."""
+    from profiler.binary.addresses import code_address
+    from profiler.unwind import dwarf
+    walked = dwarf.Unwound((0x1000, 0x2000, 0x3000, 0x4000), False, "outermost", (2,))
+    monkeypatch.setattr(dwarf, "unwind_stack", lambda *a, **k: walked)
+    unwinder = CopyUnwinder(lambda pid: (), lambda e: None, lambda pid: None)
+    frames = unwinder.unwind(7, 0x1000, 0x7000, 0, b"")
+    assert frames == (0x1000, 0x2000, 0x3001, 0x4000)
+    assert [code_address(pc, i == 0) for i, pc in enumerate(frames)] == \
+        [0x1000, 0x1FFF, 0x3000, 0x3FFF]

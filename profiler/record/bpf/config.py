@@ -35,6 +35,9 @@ FORCE_PERF_OUTPUT = "PROFILER_TEST_PERF_BUFFER"
 # the 72-byte copy head, rounded down to whole words.
 PERF_MAX_STACK_COPY = 65440
 NOTICE_PERF_PAGES = 8  # per CPU: notices are 8 bytes, a few per process
+# Set to 1 (tests), the program does without bpf_task_pt_regs() as on a
+# kernel before 5.15.
+FORCE_NO_TASK_PT_REGS = "PROFILER_TEST_NO_TASK_PT_REGS"
 
 
 @functools.cache
@@ -45,6 +48,20 @@ def _has_ring_buffers() -> bool:
         return has_ring_buffers()
     except BccMissingError:  # loading the program says so, with the remedy
         return True
+
+
+@functools.cache
+def _has_task_pt_regs() -> bool:
+    """Whether the kernel knows the helper, by its name in the kernel's own
+    type information (the helper, 5.15, also needs BTF to be of use)."""
+    try:
+        return b"BPF_FUNC_task_pt_regs\0" in pathlib.Path("/sys/kernel/btf/vmlinux").read_bytes()
+    except OSError:
+        return False
+
+
+def task_pt_regs() -> bool:
+    return os.environ.get(FORCE_NO_TASK_PT_REGS) != "1" and _has_task_pt_regs()
 
 
 def perf_output() -> bool:
@@ -80,6 +97,7 @@ def defines(options: RecordOptions, by_cgroup: bool = False) -> dict[str, int]:
         "INCLUDE_IDLE": int(options.include_idle),
         "CALL_GRAPH_DWARF": int(dwarf),
         "OUTPUT_PERF": int(perf),
+        "HAVE_TASK_PT_REGS": int(task_pt_regs()),
         **({"STACK_COPY": min(options.stack_copy, PERF_MAX_STACK_COPY) if perf
             else options.stack_copy,
             "COPY_RING_PAGES": copy_ring_pages(options), "COPY_CPUS": possible_cpus()}
@@ -111,7 +129,8 @@ def perf_copy_buffer(flags: dict[str, int]) -> tuple[int, int]:
     the copy ring's bytes shared among the online CPUs (room for two whole
     records at least, a power of 2); each CPU wakes the reader once it may
     have filled a quarter of its buffer, as the ring's CPUs do."""
-    record = 80 + flags["STACK_COPY"]
+    # perf's header, the raw size, the copy head, the stack, padding to 8
+    record = 8 + 4 + 72 + flags["STACK_COPY"] + 4
     pages = max(flags["COPY_RING_PAGES"] // max(1, len(online_cpus())), -(-2 * record // 4096))
     pages = 1 << (pages - 1).bit_length()
     return pages, max(1, pages * 4096 // (4 * record))

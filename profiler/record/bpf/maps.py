@@ -254,7 +254,6 @@ class PerfBuffers:
         self._readers: list[int] = []
         self._callbacks: list = []  # kept: libbcc_bpf holds the pointers
         self._array = (ct.c_void_p * 0)()
-        self.lost = 0  # records the kernel could not write (also counted by the program)
 
     def add_raw(self, map_fd: int, callback: Callable[[int, int], None], pages: int,
                 wakeup_events: int) -> None:
@@ -264,7 +263,7 @@ class PerfBuffers:
             callback(data, size)
 
         def lost(_ctx, n):
-            self.lost += n
+            pass  # the program counts each record it could not send (stats)
 
         raw_cb, lost_cb = PERF_RAW_CALLBACK(handle), PERF_LOST_CALLBACK(lost)
         self._callbacks += [raw_cb, lost_cb]

@@ -23,6 +23,9 @@
 //   OUTPUT_PERF         1: `notices` and `copies` are perf buffers (BPF_PERF_OUTPUT),
 //                       for kernels without BPF ring buffers (before 5.8); user
 //                       space reads one per CPU and sets how often each wakes it
+//   HAVE_TASK_PT_REGS   1: the kernel has bpf_task_pt_regs() (5.15): a sample taken
+//                       in the kernel gets the user registers saved on entry; 0:
+//                       it gets none (dwarf: no user stack, counted as such)
 //   COPY_CPUS           possible CPUs (dwarf: a scratch slot per CPU; not NR_CPUS,
 //                       which the kernel headers define as the kernel's own limit)
 //
@@ -93,6 +96,9 @@
 #endif
 #ifndef OUTPUT_PERF
 #define OUTPUT_PERF 0
+#endif
+#ifndef HAVE_TASK_PT_REGS
+#define HAVE_TASK_PT_REGS 1
 #endif
 #define FP_FIXUP (WANT_USER && !CALL_GRAPH_DWARF)
 #ifndef LEAF_RULES
@@ -379,6 +385,9 @@ static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct use
         h->sp = ctx->regs.sp;
         h->fp = ctx->regs.bp;
     } else {
+#if !HAVE_TASK_PT_REGS
+        return 0;
+#else
         struct pt_regs regs;
         void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
         if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
@@ -388,6 +397,7 @@ static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct use
         h->ip = regs.ip;
         h->sp = regs.sp;
         h->fp = regs.bp;
+#endif
     }
     h->lr = 0;
 #elif defined(__aarch64__)
@@ -397,6 +407,9 @@ static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct use
         h->fp = ctx->regs.regs[29];
         h->lr = ctx->regs.regs[30];
     } else {
+#if !HAVE_TASK_PT_REGS
+        return 0;
+#else
         struct pt_regs regs;
         void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
         if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
@@ -407,6 +420,7 @@ static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct use
         h->sp = regs.sp;
         h->fp = regs.regs[29];
         h->lr = regs.regs[30];
+#endif
     }
 #else
     return 0;

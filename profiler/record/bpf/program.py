@@ -96,6 +96,10 @@ class BpfSampler:
         self._live = 0  # the generation the program writes to
         self._keys = StackKeys(options.max_stacks)
         self._by_hash: dict[int, int] = {}  # content hash -> key for the run
+        # Content hashes of stacks found past --max-stacks since the last
+        # drain: not kept in _by_hash, and not to be looked for in the kernel
+        # again at every copy that names one.
+        self._over_hashes: set[int] = set()
         self._losses = 0  # samples lost as of the last drain
         self._to_sweep: set[int] = set()  # generations whose stack maps may hold orphans
         self._bpf = None  # BCC's module, when compiled this run
@@ -278,9 +282,10 @@ class BpfSampler:
                     self._keys.intern(from_bucket(raw))
                 keys[kernel] = key
             return key
-        if kernel not in self._by_hash:  # stored by content since the last drain
-            self._drain_content_stacks()
+        if kernel not in self._by_hash and kernel not in self._over_hashes:
+            self._drain_content_stacks()  # stored by content since the last drain
         return self._hash_key(kernel)
+
     def attach(self, attr: PerfEventAttr, cpus: list[int]) -> None:
         """Open `attr` on every CPU, attach the program, then enable them all."""
         prog = self.loaded.progs[SAMPLE_FN.decode()]
@@ -368,7 +373,8 @@ class BpfSampler:
         counts = []
         for (pid, tid, user, kernel, comm, ret_word, ret_from), n in raw:
             user_key = run_key[user]
-            if ret_from and self._leaf_callers is not None and user_key != MISSING_STACK:
+            if ret_from and self._leaf_callers is not None and \
+                    user_key not in (MISSING_STACK, OVER_LIMIT):
                 fixed = self._leaf_callers.stack(pid, self._keys.stack(user_key), ret_word,
                                                  ret_from)
                 if fixed is not None:
@@ -384,6 +390,7 @@ class BpfSampler:
         `gen` any more), then empty `gen`'s kernel stack map."""
         if self._ring is not None:
             self._ring.consume()
+        self._over_hashes.clear()  # bounded by one drain's distinct stacks
         table = self._maps[f"stack_ids{gen}"]
         taken = self._bucket_keys[gen]
         for bucket in taken:
@@ -440,7 +447,9 @@ class BpfSampler:
         for k, v in items:
             nr = min(_U64.unpack_from(v)[0], (len(v) - 8) // 8)
             key = self._keys.intern(struct.unpack_from(f"={nr}Q", v, 8))
-            if key != OVER_LIMIT:  # not kept: past the limit, every new hash means it
+            if key == OVER_LIMIT:  # not kept: past the limit, every new hash means it
+                self._over_hashes.add(_U64.unpack(k)[0])
+            else:
                 self._by_hash[_U64.unpack(k)[0]] = key
         return len(items)
 
@@ -449,7 +458,7 @@ class BpfSampler:
         kept is a stack found past the run's limit (none is missing before)."""
         key = self._by_hash.get(content_hash)
         if key is None:
-            return OVER_LIMIT if self._keys.full else MISSING_STACK
+            return self._keys.over_limit() if self._keys.full else MISSING_STACK
         return key
 
     # -------------------------------------------------------------- teardown

@@ -57,11 +57,16 @@ class StackKeys:
         key = self._keys.get(packed)
         if key is None:
             if len(self._keys) >= self.limit:
-                self._stacks[OVER_LIMIT] = _OVER_LIMIT_PACKED
-                return OVER_LIMIT
+                return self.over_limit()
             key = self._keys[packed] = STACK_ID_TAG | (len(self._keys) + 1)
             self._stacks[key] = packed
         return key
+
+    def over_limit(self) -> int:
+        """The key of every stack not kept for the limit (its marker stack
+        stored with the first)."""
+        self._stacks[OVER_LIMIT] = _OVER_LIMIT_PACKED
+        return OVER_LIMIT
 
     def stack(self, key: int) -> tuple[int, ...]:
         """The addresses of an interned key; () for any other."""
