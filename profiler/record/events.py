@@ -83,10 +83,12 @@ class PerfEventAttr:
     sample_freq: int = 0  # when freq is True
     freq: bool = False
     disabled: bool = True  # enabled with an ioctl once the BPF program is attached
+    extra_flags: int = 0  # other bits of the flags word (mmap, comm, task, ...)
 
     @property
     def flags(self) -> int:
-        return (FLAG_DISABLED if self.disabled else 0) | (FLAG_FREQ if self.freq else 0)
+        return (FLAG_DISABLED if self.disabled else 0) | (FLAG_FREQ if self.freq else 0) | \
+            self.extra_flags
 
     def pack(self) -> bytes:
         """The struct as the kernel reads it (PERF_ATTR_SIZE_VER7)."""

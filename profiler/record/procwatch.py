@@ -6,7 +6,9 @@ change, and every mapped file is kept open (through /proc/PID/map_files, so a
 deleted or namespaced file is still reachable) until symbolizing is done.
 A process that exits mid-run therefore keeps its symbols. Its vDSO image is
 copied, and its JIT perf map kept open and read at the end of the run (with
-the entries written late), the same way.
+the entries written late), the same way. A process gone before it could be
+read (it lived a few milliseconds) gets the maps the kernel reported while
+it ran (kernelmaps.py), when those are whole.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Callable
 
 from profiler.model.maps import MapEntry, parse_maps, read_maps
 from profiler.model.raw import MapsSnapshot, ProcessInfo
+from profiler.record.kernelmaps import KernelMaps
 from profiler.symbolize import perfmap
 from profiler.symbolize.vdso import read_vdso
 
@@ -219,6 +222,7 @@ class ProcessTracker:
         self._t0 = clock()
         self.files = FileKeeper()
         self._forks = ForkWatch() if watch_forks else None
+        self._kernel_maps = KernelMaps() if watch_forks else None
         self.inherited: set[int] = set()  # processes whose maps are their parent's
         self._snapshots: dict[int, list[MapsSnapshot]] = {}
         self._kernel_threads: set[int] = set()
@@ -247,7 +251,8 @@ class ProcessTracker:
         text = read_maps(pid)
         if text is None:
             self._gone.add(pid)
-            self._inherit(pid, None, _depth)
+            if not self._from_kernel(pid):
+                self._inherit(pid, None, _depth)
             return
         entries = tuple(e for e in parse_maps(text) if e.executable)
         if not entries:
@@ -263,14 +268,43 @@ class ProcessTracker:
                 self._due.setdefault(pid, []).append(self._clock() + EXEC_RESCANS[0])
             else:  # a user process whose memory is gone: exiting, or a zombie
                 self._gone.add(pid)
-                self._inherit(pid, stat[1], _depth)
+                if not self._from_kernel(pid):
+                    self._inherit(pid, stat[1], _depth)
             return
         if any(e.anonymous_code for e in entries):
             self.files.keep_perf_map(pid)
+        self._record(pid, entries)
+
+    def _from_kernel(self, pid: int) -> bool:
+        """A process gone from /proc: its maps as the kernel reported them
+        while it ran, if they say more than the last read did (it may have
+        exec'd since, or never been read at all)."""
+        if not self._kernel_maps:
+            return False
+        self._kernel_maps.read()
+        entries = self._kernel_maps.entries(pid)
+        if not entries:
+            return False
+        self._record(pid, entries)
+        return True
+
+    def _record(self, pid: int, entries: tuple[MapEntry, ...]) -> None:
+        """A new snapshot of the process, unless the last one is the same.
+        Before the first one, the image an exec replaced during the run, as
+        the kernel reported it: its samples in the exec call itself still
+        run that image."""
         if pid not in self._snapshots:
             self._snapshots[pid] = []
             if _other_mount_namespace(pid):
                 self._foreign.add(pid)
+            if self._kernel_maps:
+                self._kernel_maps.read()
+                before = self._kernel_maps.entries(pid, before_exec=True)
+                if before:
+                    self._append(pid, before)
+        self._append(pid, entries)
+
+    def _append(self, pid: int, entries: tuple[MapEntry, ...]) -> None:
         history = self._snapshots[pid]
         if history and history[-1].entries == entries:
             return
@@ -305,14 +339,18 @@ class ProcessTracker:
             self.files.inherit_vdso(pid, digest)
 
     def stop_watching(self) -> None:
-        """No more fork events (the run is over)."""
+        """No more fork or mapping events (the run is over)."""
         if self._forks is not None:
             self._forks.close()
+        if self._kernel_maps is not None:
+            self._kernel_maps.close()
 
     def service(self) -> None:
         """Take the rescans that are due."""
         if self._forks is not None:
             self._forks.read()
+        if self._kernel_maps:
+            self._kernel_maps.read()  # a ring per CPU: 256 KiB of records at most
         now = self._clock()
         for pid in list(self._due):
             times = self._due[pid]
@@ -342,6 +380,11 @@ class ProcessTracker:
             self.snapshot(pid)
         history = self._snapshots.get(pid)
         return history[-1].entries if history else None
+
+    @property
+    def mapping_records_lost(self) -> int:
+        """The kernel's mapping records lost or past the limit we keep."""
+        return self._kernel_maps.dropped if self._kernel_maps is not None else 0
 
     def known(self, pid: int) -> bool:
         return pid in self._snapshots or pid in self._kernel_threads

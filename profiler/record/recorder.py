@@ -311,6 +311,7 @@ def _run(options, sampler, attr, cpus, event, launcher, tracker, flag, on_progre
         stats["user_stacks_truncated"] = unwinder.truncated
         stats["unwind_errors"] = sampler.copy_errors
     tracker.finish()
+    stats["mapping_records_lost"] = tracker.mapping_records_lost
     processes = tracker.processes()  # who exited during the run: before the command is stopped
     # Still running when -d or a signal ended the run: stopped here.
     command_stopped = launcher is not None and launcher.stop()

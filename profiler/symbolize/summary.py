@@ -75,6 +75,10 @@ def notes_of(profile: RawProfile, truncated: int, copy_truncated: int = 0,
     if failed:
         notes.append(f"{failed} samples whose user stack could not be read (only their "
                      "sampled function is shown)")
+    records = profile.stats.get("mapping_records_lost", 0)
+    if records:
+        notes.append(f"{records} of the kernel's records of processes' mappings were lost "
+                     "(a process that lived only milliseconds may read [unmapped])")
     lost = profile.stats.get("process_notices_lost", 0)
     if lost:
         notes.append(f"{lost} new-process notices lost (those processes' first memory "
