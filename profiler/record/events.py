@@ -84,6 +84,7 @@ class PerfEventAttr:
     freq: bool = False
     disabled: bool = True  # enabled with an ioctl once the BPF program is attached
     extra_flags: int = 0  # other bits of the flags word (mmap, comm, task, ...)
+    sample_type: int = 0  # PERF_SAMPLE_* (with sample_id_all: what ends each record)
 
     @property
     def flags(self) -> int:
@@ -94,7 +95,7 @@ class PerfEventAttr:
         """The struct as the kernel reads it (PERF_ATTR_SIZE_VER7)."""
         head = struct.pack("=IIQQQQQIIQQ", self.type, ATTR_SIZE, self.config,
                            self.sample_freq if self.freq else self.sample_period,
-                           0, 0, self.flags, 0, 0, self.config1, self.config2)
+                           self.sample_type, 0, self.flags, 0, 0, self.config1, self.config2)
         return head + bytes(ATTR_SIZE - len(head))
 
 

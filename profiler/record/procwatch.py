@@ -277,8 +277,9 @@ class ProcessTracker:
 
     def _from_kernel(self, pid: int) -> bool:
         """A process gone from /proc: its maps as the kernel reported them
-        while it ran, if they say more than the last read did (it may have
-        exec'd since, or never been read at all)."""
+        while it ran. Only a process whose every mapping was reported has
+        them, so they hold at least what any read of /proc found since its
+        exec: a read while ld.so was still mapping libraries found less."""
         if not self._kernel_maps:
             return False
         self._kernel_maps.read()
@@ -301,16 +302,17 @@ class ProcessTracker:
                 self._kernel_maps.read()
                 before = self._kernel_maps.entries(pid, before_exec=True)
                 if before:
-                    self._append(pid, before)
+                    self._append(pid, before, old_image=True)
         self._append(pid, entries)
 
-    def _append(self, pid: int, entries: tuple[MapEntry, ...]) -> None:
+    def _append(self, pid: int, entries: tuple[MapEntry, ...], old_image: bool = False) -> None:
         history = self._snapshots[pid]
         if history and history[-1].entries == entries:
             return
         for entry in entries:
             if entry.path == "[vdso]":
-                self.files.keep_vdso(pid, entry)
+                if not old_image:  # the process's memory is its new image's now
+                    self.files.keep_vdso(pid, entry)
             else:
                 self.files.keep(pid, entry)
         history.append(MapsSnapshot(time=round(self._clock() - self._t0, 6), entries=entries))
