@@ -311,9 +311,8 @@ def folded_as_traces(text: str) -> collections.Counter:
         frames = stack.split(";")[1:]
         out = []
         for f in frames:
-            if f.endswith("_[i]"):
-                out[-1] = out[-1] + " (inline)" if not out[-1].endswith(" (inline)") else out[-1]
-                out.append(f[:-4])
+            if f.endswith("_[i]"):  # the callee inlined: its line comes first in the location
+                out.append(f[:-4] + " (inline)")
             else:
                 out.append(re.sub(r"_\[[kj]\]$", "", f))
         totals[tuple(reversed(out))] += int(count)
