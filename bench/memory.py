@@ -5,8 +5,8 @@ Run as root:  .venv/bin/python bench/memory.py [--seconds 60] [--limit 20000]
 The workload is tests/system/workloads/many_stacks.c (a random walk through
 8 functions, 7 deep: 8^7 possible stacks, nearly every sample a new one),
 two threads, built -O2 with frame pointers. Each profiler runs `-F 999 -p
-PID` for the same seconds; VmRSS of the profiler (with its children, if any)
-is read every 5 s. Rows:
+PID` for the same seconds; VmRSS of the profiler
+is read every 5 s (bench/benchenv.py). Rows:
 
   - ours, --call-graph dwarf and fp, with the default --max-stacks and with
     --max-stacks LIMIT (reached within the run): memory grows with distinct
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -31,41 +30,20 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from benchenv import bench_env  # noqa: E402
+from benchenv import bench_env, watch_rss  # noqa: E402
 
 BCC_PROFILE = "/usr/sbin/profile-bpfcc"
 EVERY = 5.0
 
 
-def rss_mb(pid: int) -> float:
-    """VmRSS of a process and its descendants (BCC's tool is one process;
-    ours runs llvm-symbolizer only at the end)."""
-    total = 0
-    pids = [pid]
-    while pids:
-        p = pids.pop()
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                pids += [int(c) for c in f.read().split()]
-        except (OSError, ValueError):
-            pass
-    return total / 1024
-
-
 def run(cmd: list[str], seconds: float, env: dict) -> tuple[list[float], str]:
-    """RSS every EVERY seconds while the command runs, and its stderr+stdout."""
+    """VmRSS (MB) every EVERY seconds while the command runs (both tools are
+    one process then), and its stdout and stderr."""
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        series, start = [], time.monotonic()
-        while proc.poll() is None:
-            time.sleep(0.2)
-            if time.monotonic() - start >= EVERY * (len(series) + 1) and \
-                    len(series) < int(seconds // EVERY):
-                series.append(rss_mb(proc.pid))
+        series, _code, _usage = watch_rss(proc, EVERY, int(seconds // EVERY))
         out.seek(0)
-        return series, out.read()
+        return [kb / 1024 for _t, kb in series], out.read()
 
 
 def main(argv: list[str] | None = None) -> int:

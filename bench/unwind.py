@@ -53,7 +53,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from record import BCC_PROFILE, OURS, perf_event_progs  # noqa: E402  (bench/record.py)
-from benchenv import bench_env  # noqa: E402
+from benchenv import bench_env, watch_rss  # noqa: E402
 from profiler.model.raw import TRUNCATED  # noqa: E402
 
 WORKLOADS = ROOT / "bench" / "workloads"
@@ -384,15 +384,6 @@ def perf_costs(pids: str, seconds: float, tmp: pathlib.Path) -> dict:
 
 # ---------------------------------------------------------------- 4. RSS and losses
 
-def vm_rss_kb(pid: int) -> int | None:
-    try:
-        text = pathlib.Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(m.group(1)) if m else None
-
-
 def rss_run(pids: str, hz: str, seconds: float, every: float, env: dict,
             tmp: pathlib.Path) -> dict:
     raw = tmp / f"rss{hz}.json"
@@ -402,23 +393,8 @@ def rss_run(pids: str, hz: str, seconds: float, every: float, env: dict,
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
-    series: list[tuple[float, int]] = []
-    next_read = t0 + every
-    status = None
-    while status is None:
-        wpid, st, usage = os.wait4(proc.pid, os.WNOHANG)
-        if wpid:
-            status = st
-            break
-        now = time.monotonic()
-        if now >= next_read:
-            kb = vm_rss_kb(proc.pid)
-            if kb is not None:
-                series.append((now - t0, kb))
-            next_read += every
-        time.sleep(0.05)
+    series, _code, usage = watch_rss(proc, every)
     ran = (_run_ns(pids) - ran0) / 1e9
-    proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read()
     if proc.returncode != 0:
         raise SystemExit(f"bench/unwind.py: failed ({proc.returncode}): {shlex.join(cmd)}\n{err}")

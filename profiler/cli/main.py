@@ -13,9 +13,10 @@ import sys
 from typing import Iterator, Sequence
 
 from profiler import options as opt
+from profiler.cli import PROG
+from profiler.cli import endofrun
 from profiler.errors import OutputError, ProfilerError, UsageError
 
-PROG = "profiler"
 
 
 def _id_list(text: str) -> tuple[int, ...]:
@@ -279,9 +280,9 @@ def cmd_record(ns: argparse.Namespace, command: tuple[str, ...]) -> int:
         raise
     finally:
         recording.close()
-    _warn([*recording.files.warnings, *(folded.meta.warnings if folded else ())])
+    endofrun.warn([*recording.files.warnings, *(folded.meta.warnings if folded else ())])
     if not ns.quiet:
-        _summary(recording.profile, out, folded)
+        endofrun.summary(recording.profile, out, folded)
     return 0
 
 
@@ -342,9 +343,9 @@ def cmd_report(ns: argparse.Namespace) -> int:
         raise UsageError(f"{ns.input} is a {given.kind} file: only a recording of this profiler "
                          "can be written as a raw profile", "choose another output format")
     written = _write(raw, out, render, None, given.profile)
-    _warn(written.meta.warnings if written else ())
+    endofrun.warn(written.meta.warnings if written else ())
     if not ns.quiet:
-        _summary(raw, out, written)
+        endofrun.summary(raw, out, written)
     return 0
 
 
@@ -357,53 +358,6 @@ def _write(raw, out, render, path_for, profile=None):
     from profiler.export.write import write_output
     return write_output(raw, out.path, out.format, out.grouping, render, path_for,
                         out.symbolize, profile=profile)
-
-
-def _warn(warnings) -> None:
-    """Whole-run problems, each once, even under -q: they explain the output."""
-    for warning in dict.fromkeys(warnings):
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
-
-
-def _summary(raw, out, written) -> None:
-    """The end of a run (or report): losses and notes, as the profile's
-    metadata has them (from the raw profile when it was written raw)."""
-    where = "stdout" if out.path == "-" else out.path
-    if written is not None:
-        for line in written.meta.summary:
-            print(f"{PROG}: {line}", file=sys.stderr)
-        if written.meta.empty and raw is not None:
-            info = raw.info
-            hint = "" if info.stopped_by.startswith("signal") else \
-                " (an idle target? try a higher -F or a longer -d)"
-            print(f"{PROG}: no samples were recorded in {info.duration:.1f} s{hint}",
-                  file=sys.stderr)
-        if written.meta.unresolved_frames:
-            print(f"{PROG}: {written.meta.unresolved_frames} distinct frames could not be "
-                  "named (shown as module+0xOFFSET)", file=sys.stderr)
-    else:
-        from profiler.symbolize.summary import losses_of, notes_of
-        from profiler.unwind.stacks import unwind
-        summary = unwind(raw)[1]
-        print(f"{PROG}: {losses_of(raw, summary).describe()}", file=sys.stderr)
-        for note in notes_of(raw, summary.truncated, summary.copy_truncated, summary.over_limit):
-            print(f"{PROG}: {note}", file=sys.stderr)
-    if raw is None:
-        print(f"{PROG}: wrote {where}", file=sys.stderr)
-        return
-    profile = raw
-    info = raw.info
-    command = info.describe_command_end()
-    if command is not None:
-        print(f"{PROG}: command {command}", file=sys.stderr)
-    exited = [p for p in profile.processes.values() if p.exited and not p.kernel_thread]
-    if info.stopped_by == "targets exited":
-        print(f"{PROG}: every target exited; the run ended after {info.duration:.1f} s "
-              "and keeps their samples", file=sys.stderr)
-    elif exited and info.stopped_by != "command exited":
-        print(f"{PROG}: {len(exited)} profiled process(es) exited during the run; "
-              "their samples are kept", file=sys.stderr)
-    print(f"{PROG}: wrote {where}", file=sys.stderr)
 
 
 def cmd_list_events() -> int:

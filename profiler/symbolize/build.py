@@ -46,7 +46,7 @@ def build_profile(raw: RawProfile, path_for: PathFor | None = None,
                           pid=s.pid, tid=s.tid, comm=s.comm))
     profile = builder.finish(values, out, raw)
     losses = summary.losses_of(raw, unwound)
-    notes = summary.notes_of(raw, unwound.truncated, unwound.copy_truncated, unwound.over_limit)
+    notes = summary.notes_of(raw, unwound)
     if raw.info.call_graph == "fp":
         notes += summary.early_ends(profile)
     unresolved = sum(1 for loc in profile.locations.values() if loc.unresolved)

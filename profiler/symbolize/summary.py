@@ -55,10 +55,11 @@ def losses_of(profile: RawProfile, summary: UnwindSummary | None = None) -> Loss
     })
 
 
-def notes_of(profile: RawProfile, truncated: int, copy_truncated: int = 0,
-             over_limit: int = 0) -> tuple[str, ...]:
+def notes_of(profile: RawProfile, unwound: UnwindSummary) -> tuple[str, ...]:
     """What is kept but incomplete: told once at the end and in the subtitle."""
     notes = []
+    truncated, copy_truncated, over_limit = \
+        unwound.truncated, unwound.copy_truncated, unwound.over_limit
     if over_limit:
         limit = f"its {profile.info.max_stacks}" if profile.info.max_stacks else "its limit of"
         notes.append(f"{over_limit} samples of stacks first seen after the run held {limit} "

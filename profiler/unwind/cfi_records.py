@@ -100,6 +100,9 @@ class Place(NamedTuple):
 
 
 DW_EH_PE_omit = 0xFF
+# Fixed-size value formats: (bytes, signed), udata2/4/8 and sdata2/4/8.
+_FIXED = {0x02: (2, False), 0x03: (4, False), 0x04: (8, False),
+          0x0A: (2, True), 0x0B: (4, True), 0x0C: (8, True)}
 
 
 def pointer(cur: Cursor, enc: int, place: Place, strict: bool = True) -> int:
@@ -111,20 +114,11 @@ def pointer(cur: Cursor, enc: int, place: Place, strict: bool = True) -> int:
         v = cur.uint(place.addr_size)
     elif fmt == 0x01:
         v = cur.uleb()
-    elif fmt == 0x02:
-        v = cur.uint(2)
-    elif fmt == 0x03:
-        v = cur.uint(4)
-    elif fmt == 0x04:
-        v = cur.uint(8)
     elif fmt == 0x09:
         v = cur.sleb()
-    elif fmt == 0x0A:
-        v = cur.sint(2)
-    elif fmt == 0x0B:
-        v = cur.sint(4)
-    elif fmt == 0x0C:
-        v = cur.sint(8)
+    elif fmt in _FIXED:
+        size, signed = _FIXED[fmt]
+        v = cur.sint(size) if signed else cur.uint(size)
     else:
         raise Bad
     if not strict:

@@ -158,13 +158,14 @@ def test_a_ring_is_read_across_its_end_and_freed():
 def test_lost_mapping_records_are_told_at_the_end():
     from profiler.model.raw import RawProfile, RecordingInfo
     from profiler.symbolize.summary import notes_of
+    from profiler.unwind.stacks import UnwindSummary
     info = RecordingInfo(target="t", event="cpu-clock", event_type=1, event_config=0,
                          frequency=99, period=None, duration=1.0, cpus=(0,), sides="both",
                          per_thread=False, started=0.0)
     raw = RawProfile(info=info, counts=(), stacks={}, processes={},
                      stats={"samples": 0, "mapping_records_lost": 3})
     assert any(n.startswith("3 of the kernel's records of processes' mappings were lost")
-               for n in notes_of(raw, 0))
+               for n in notes_of(raw, UnwindSummary()))
 
 
 def test_the_kernels_records_agree_with_proc_for_a_live_process():

@@ -49,6 +49,6 @@ def test_samples_under_the_marker_are_counted_once_and_noted(side):
     samples, summary = unwind(profile)
     assert summary.over_limit == 7 and summary.missing_stack == 0
     assert sum(s.count for s in samples) == 12  # nothing dropped
-    notes = notes_of(profile, summary.truncated, summary.copy_truncated, summary.over_limit)
+    notes = notes_of(profile, summary)
     assert any(n.startswith("7 samples of stacks first seen after the run held its 2 distinct")
                for n in notes), notes

@@ -376,56 +376,37 @@ struct user_regs_out {
 
 // The user registers of the sampled task: the interrupted ones when the
 // sample hit user code, else those saved on entry to the kernel. 0 when the
-// task has no user context (a kernel thread).
+// task has no user context (a kernel thread), or the kernel cannot say
+// where they were saved (no bpf_task_pt_regs()).
+#if defined(__x86_64__)
+#define IN_USER_MODE(r) (((r)->cs & 3) == 3)
+#define TAKE_USER_REGS(h, r) \
+    do { (h)->ip = (r)->ip; (h)->sp = (r)->sp; (h)->fp = (r)->bp; (h)->lr = 0; } while (0)
+#elif defined(__aarch64__)
+#define IN_USER_MODE(r) (((r)->pstate & 0xf) == 0)  // PSR_MODE_EL0t
+#define TAKE_USER_REGS(h, r) \
+    do { (h)->ip = (r)->pc; (h)->sp = (r)->sp; (h)->fp = (r)->regs[29]; \
+         (h)->lr = (r)->regs[30]; } while (0)
+#endif
+
 static __always_inline int user_regs(struct bpf_perf_event_data *ctx, struct user_regs_out *h)
 {
-#if defined(__x86_64__)
-    if ((ctx->regs.cs & 3) == 3) {  // the sample hit user code: the registers are at hand
-        h->ip = ctx->regs.ip;
-        h->sp = ctx->regs.sp;
-        h->fp = ctx->regs.bp;
-    } else {
-#if !HAVE_TASK_PT_REGS
-        return 0;
-#else
-        struct pt_regs regs;
-        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
-            return 0;
-        if ((regs.cs & 3) != 3)
-            return 0;
-        h->ip = regs.ip;
-        h->sp = regs.sp;
-        h->fp = regs.bp;
-#endif
+#ifdef IN_USER_MODE
+    if (IN_USER_MODE(&ctx->regs)) {  // the sample hit user code: the registers are at hand
+        TAKE_USER_REGS(h, &ctx->regs);
+        return h->sp != 0;
     }
-    h->lr = 0;
-#elif defined(__aarch64__)
-    if ((ctx->regs.pstate & 0xf) == 0) {  // PSR_MODE_EL0t: user mode
-        h->ip = ctx->regs.pc;
-        h->sp = ctx->regs.sp;
-        h->fp = ctx->regs.regs[29];
-        h->lr = ctx->regs.regs[30];
-    } else {
-#if !HAVE_TASK_PT_REGS
+#if HAVE_TASK_PT_REGS
+    struct pt_regs regs;
+    void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0 ||
+        !IN_USER_MODE(&regs))
         return 0;
-#else
-        struct pt_regs regs;
-        void *saved = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-        if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0)
-            return 0;
-        if ((regs.pstate & 0xf) != 0)
-            return 0;
-        h->ip = regs.pc;
-        h->sp = regs.sp;
-        h->fp = regs.regs[29];
-        h->lr = regs.regs[30];
-#endif
-    }
-#else
-    return 0;
-#endif
+    TAKE_USER_REGS(h, &regs);
     return h->sp != 0;
+#endif
+#endif
+    return 0;
 }
 
 #if FP_FIXUP
@@ -562,8 +543,8 @@ static __always_inline void send_copy(struct bpf_perf_event_data *ctx, u32 tgid,
     r->head.ip = r->head.sp = r->head.fp = r->head.lr = 0;
     bpf_get_current_comm(&r->head.comm, sizeof(r->head.comm));
 #if WANT_KERNEL
-#if defined(__x86_64__)
-    if ((ctx->regs.cs & 3) != 3)
+#ifdef IN_USER_MODE
+    if (!IN_USER_MODE(&ctx->regs))
 #endif
     if (take_stack(ctx, live, 0, 0x6b65726eULL, STAT_KERNEL_WALK_ERROR,
                    &r->head.kernel_hash) < 0)
@@ -650,9 +631,9 @@ int prof_sample(struct bpf_perf_event_data *ctx)
 #endif
 #endif
 #if WANT_KERNEL
-#if defined(__x86_64__)
+#ifdef IN_USER_MODE
     // Interrupted in user mode: there are no kernel frames to walk.
-    if ((ctx->regs.cs & 3) != 3)
+    if (!IN_USER_MODE(&ctx->regs))
 #endif
     if (take_stack(ctx, live, 0, 0x6b65726eULL,
                    STAT_KERNEL_WALK_ERROR, &key.kernel_hash) < 0)
