@@ -175,6 +175,18 @@ class SectionData:
 
 SHF_COMPRESSED = 0x800
 SHF_EXECINSTR = 0x4
+ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD = 1, 2
+
+
+def compression_header(data: bytes, elfclass: int, little: bool) -> tuple[int, int, int]:
+    """(ch_type, uncompressed size, header size) of an SHF_COMPRESSED
+    section's contents (its Elf32/Elf64_Chdr); struct.error if too short."""
+    order = "<" if little else ">"
+    if elfclass == 64:
+        ch_type, _reserved, size, _align = struct.unpack_from(order + "IIQQ", data)
+        return ch_type, size, 24
+    ch_type, size, _align = struct.unpack_from(order + "III", data)
+    return ch_type, size, 12
 
 
 def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, SectionData]:

@@ -55,8 +55,6 @@ from profiler.binary.readfile import open_regular, ours_alone, trusted_for_cache
 
 TIMEOUT = 600  # seconds for one object's batch; a huge object takes seconds
 _DWARF_VERSIONS = (2, 3, 4, 5)
-_SHF_COMPRESSED = 0x800
-_ELFCOMPRESS_ZLIB, _ELFCOMPRESS_ZSTD = 1, 2
 _FORMAT = 1  # of the cache files: bump when their shape changes
 
 
@@ -258,15 +256,13 @@ def _section_head(f, sec, little: bool, elfclass: int) -> bytes | None:
     """The first bytes of a (possibly compressed) section; None for zstd."""
     f.seek(sec.offset)
     data = f.read(min(sec.size, 1 << 16))
-    order = "<" if little else ">"
-    if sec.flags & _SHF_COMPRESSED:
-        chdr = struct.Struct(order + ("IIQQ" if elfclass == 64 else "III"))
-        ch_type = chdr.unpack_from(data)[0]
-        if ch_type == _ELFCOMPRESS_ZSTD:
+    if sec.flags & elf.SHF_COMPRESSED:
+        ch_type, _size, at = elf.compression_header(data, elfclass, little)
+        if ch_type == elf.ELFCOMPRESS_ZSTD:
             return None
-        if ch_type != _ELFCOMPRESS_ZLIB:
+        if ch_type != elf.ELFCOMPRESS_ZLIB:
             raise ValueError(f"compression type {ch_type}")
-        return zlib.decompressobj().decompress(data[chdr.size:], 64)
+        return zlib.decompressobj().decompress(data[at:], 64)
     if sec.name.startswith(".zdebug"):  # "ZLIB" + 8-byte big-endian size, then zlib
         return zlib.decompressobj().decompress(data[12:], 64)
     return data

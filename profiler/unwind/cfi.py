@@ -25,7 +25,8 @@ import struct
 import zlib
 from typing import Any, BinaryIO, NamedTuple
 
-from profiler.binary.elf import SHF_COMPRESSED, elf_layout, read_sections
+from profiler.binary.elf import (ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD, SHF_COMPRESSED,
+                                 compression_header, elf_layout, read_sections)
 from profiler.unwind.cfi_index import hdr_index, load_index, save_index, scan_index
 # The row types and kinds are the unwinder's vocabulary: named here, where it looks.
 from profiler.unwind.cfi_program import (EXPRESSION, OFFSET, REGISTER, SAME, UNDEFINED,  # noqa: F401
@@ -229,19 +230,14 @@ def _source(sec, hdr, elfclass: int, order: str, addr_size: int, cache, build_id
 def _decompress(data: bytes, elfclass: int, order: str) -> bytes | None:
     """An SHF_COMPRESSED section's contents; None for zstd without the
     zstandard module, or anything damaged."""
-    e = "<" if order == "little" else ">"
     try:
-        if elfclass == 64:
-            ch_type, _, size, _ = struct.unpack_from(e + "IIQQ", data)
-            payload = data[24:]
-        else:
-            ch_type, size, _ = struct.unpack_from(e + "III", data)
-            payload = data[12:]
+        ch_type, size, at = compression_header(data, elfclass, order == "little")
+        payload = data[at:]
         if size > _DECOMPRESSED_MAX:
             return None
-        if ch_type == 1:
+        if ch_type == ELFCOMPRESS_ZLIB:
             out = zlib.decompressobj().decompress(payload, size)
-        elif ch_type == 2:
+        elif ch_type == ELFCOMPRESS_ZSTD:
             try:
                 import zstandard  # optional: only some debug files use zstd
             except ImportError:

@@ -2,7 +2,6 @@
 message: raw profiles (wrong types, depths, sizes), perf maps, folded lines;
 a missing user stack is counted once; a child that exits before its maps are
 read inherits its parent's."""
-import copy
 import json
 import os
 import signal

@@ -83,7 +83,6 @@ def test_a_frame_in_a_stub_reads_function_at_plt(tmp_path):
     # File offsets equal vaddrs for .plt in this layout only when they do:
     # go through the symbolizer's own path with offsets from the segments.
     from profiler.binary.elf import read_image_file
-    from profiler.binary.addresses import elf_vaddr_in  # noqa: F401
     segs = read_image_file(path, tables=False).segments
     seg = next(s for s in segs if s.vaddr <= addresses[0] < s.vaddr + s.filesz)
     offsets = [a - seg.vaddr + seg.offset + 4 for a in addresses]
