@@ -13,7 +13,7 @@ import time
 import pytest
 
 from sysutil import (CFLAGS, HERE, REPO, bpf_ready, no_leftovers, parse_folded,  # noqa: F401
-                     profiler_cmd, wait_for_programs)
+                     profiler_cmd)
 from conftest import require
 
 pytestmark = pytest.mark.root
@@ -37,7 +37,11 @@ def _omit_fp_chain(tmp_path) -> str:
 def _map_types(pid: int) -> list[int]:
     """The types of the BPF maps a process holds open."""
     types = []
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:  # it has exited
+        return []
+    for fd in fds:
         try:
             with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                 types += [int(line.split()[1]) for line in f if line.startswith("map_type:")]
@@ -56,9 +60,16 @@ def record(tmp_path, *args: str, perf: bool = True, **extra_env: str
     proc = subprocess.Popen(profiler_cmd("record", "-o", out, *args), cwd=REPO, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for_programs(True), "the profiler never loaded its program"
-        time.sleep(0.3)
-        types = _map_types(proc.pid)
+        # Its own maps, not any program of ours: another run may still be
+        # ending, and a first run compiles for seconds before it loads.
+        deadline = time.monotonic() + 60
+        types: list[int] = []
+        while not types and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            types = _map_types(proc.pid)
+        assert types, "the profiler never loaded its program"
+        time.sleep(0.1)  # the reader's maps come right after the program's
+        types = _map_types(proc.pid) or types
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
