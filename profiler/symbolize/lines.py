@@ -6,35 +6,47 @@ and column, and the chain of inlined calls there, innermost first, each level
 with the line where the next inner level was called (DW_AT_call_line) and
 the innermost with the address's own line.
 
-The engine is `llvm-symbolizer`, one batch process per object, chosen by
-measurement (bench/lines.py; 5,000 instruction addresses of pyenv's
-libpython3.11, 23 MB with DWARF 5; best of 3):
+Two engines answer, chosen per object by the size of its .debug_info
+(the test programs of tests/unit/lines_programs.py, best of 3; the
+in-process time includes reading the sections):
 
-    pyelftools, decoding line programs + DIEs:  ~15 s,   1.26 GB peak RSS
-    addr2line -f -i -C (one batch process):     0.24 s,  151 MB
-    llvm-symbolizer --output-style=JSON:        0.16 s,  127 MB
-    this module, cold / warm (cache):           0.21 s / 0.013 s,  127 / 21 MB
+    object (.debug_info)         addresses   in-process   llvm-symbolizer
+    small C program (1.2 KB)        219        0.0007 s      0.019 s
+    C++ templates (96 KB)          1329        0.017 s       0.057 s
+    Rust release (1.1 MB)           200        0.26 s        0.048 s
+    libc's debug file (2.3 MB)     1000        0.34 s        0.11 s
+    libpython3.11 (9 MB)           5000        0.87 s        0.19 s
 
-Decoding a large object's DWARF in Python costs 60x addr2line's time and 8x
-its memory; llvm-symbolizer is faster than addr2line, reads DWARF 2-5,
-zlib-compressed sections, .debug_line_str / .debug_str_offsets and split
-ranges, and prints JSON (no parsing of a line-oriented format whose file
-names may hold anything). addr2line itself was no candidate: binutils 2.40
-gives some DWARF 5 rows the unit's main file (templates.cpp:243 for a
-30-line file) and names inlined functions without a linkage name after
-their enclosing symbol (tests/unit/test_symbolize_lines.py lists both). The
-price is LLVM's start: ~20 ms and 60 MB per object, which on a small program
-is more than addr2line's whole answer (2.5 ms, 3 MB); the cache pays it once
-per build. LLVM 14 (BCC's) cannot read zstd-compressed sections: such a
-file is first copied with its debug sections decompressed by binutils'
-objcopy (2.40 reads zstd; no Python zstd module is needed), and without
-objcopy it gives names without lines, with one warning.
+- up to IN_PROCESS_LIMIT, this process (dwarf_chains.py, our own DWARF
+  reader): no process to start, where LLVM's start alone is 20 ms and a
+  small program's whole answer from addr2line 2.8 ms;
+- above it, `llvm-symbolizer`, one batch process per object, which prints
+  JSON (no parsing of a line-oriented format whose file names may hold
+  anything).
+
+Both name every level alike: on 5,000 addresses each of libc, libpython
+and a Rust program, and 1,329 of a C++ one, they differ only where
+llvm-symbolizer fills in from the symbol table (the outermost level's
+name, which a profile takes from there too; a file name at line 0 for
+code outside every unit, where ours gives no line). So the choice changes
+only the time; without llvm-symbolizer every object is read here.
+addr2line was no candidate: binutils 2.40 gives some DWARF 5 rows the
+unit's main file (templates.cpp:243 for a 30-line file) and names inlined
+functions without a linkage name after their enclosing symbol
+(tests/unit/test_symbolize_lines.py lists both). pyelftools, the design
+card's DWARF library, builds an object per entry and attribute: 15 s and
+1.26 GB for libpython's 5,000.
+
+zstd-compressed sections (Python 3.11 has no zstd module, LLVM 14 cannot
+read them either) are first copied with their debug sections decompressed
+by binutils' objcopy (2.40 reads zstd), then read by llvm-symbolizer.
 
 Answers are kept per build-id beside the symbol cache (same ownership
-rules), for the addresses profiles asked about: a warm run starts no
-process. A missing tool, a debug file that is truncated, of another build,
-or of a DWARF version we do not know, degrades to names without lines with
-one warning: never a wrong line.
+rules), for the addresses profiles asked about: a warm run reads no DWARF
+and starts no process. A debug file that is truncated, damaged, of
+another build or of a DWARF version we do not know, or zstd sections
+without llvm-symbolizer, degrade to names without lines with one warning:
+never a wrong line.
 """
 from __future__ import annotations
 
@@ -45,30 +57,28 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import zlib
-from typing import Iterable, NamedTuple
+from array import array
+from typing import Iterable
 
 from profiler.binary import debuginfo, elf
 from profiler.binary.cache import write_private
 from profiler.binary.readfile import open_regular, ours_alone, trusted_for_cache
+from profiler.symbolize.dwarf_chains import Chain, DwarfChains, SourceFrame
+from profiler.symbolize.dwarf_units import DwarfError, Unsupported
+
+__all__ = ["Chain", "SourceFrame", "LinesError", "ObjectLines", "LinesStore", "find_dwarf",
+           "find_tool", "check_dwarf_file", "parse_llvm_json", "run_symbolizer"]
 
 TIMEOUT = 600  # seconds for one object's batch; a huge object takes seconds
 _DWARF_VERSIONS = (2, 3, 4, 5)
-_FORMAT = 1  # of the cache files: bump when their shape changes
+# .debug_info bytes up to which an object is read in this process (the
+# table above: 96 KB is 3x faster here, 1.1 MB 5x faster in LLVM).
+IN_PROCESS_LIMIT = 512 << 10
 
 
-class SourceFrame(NamedTuple):  # a tuple: thousands are made per object, so cheap to make
-    """One level of an inline chain."""
-
-    function: str  # as DWARF names it: the linkage (mangled) name when it has one
-    file: str  # "" when unknown
-    line: int  # 0 when unknown
-    column: int = 0
-    start_line: int = 0  # the function's DW_AT_decl_line
-
-
-Chain = tuple[SourceFrame, ...]  # innermost first; () = no lines for the address
 
 
 # ---------------------------------------------------------------- parsing
@@ -200,6 +210,7 @@ class DwarfFile:
     identity: tuple[int, int, int, int]
     trusted: bool  # may be cached by build-id
     zstd: bool = False  # its debug sections are zstd-compressed: decompress a copy first
+    info_size: int = 0  # of .debug_info, uncompressed
 
 
 def check_dwarf_file(path: str, build_id: bytes | None) -> tuple[DwarfFile | None, str]:
@@ -242,30 +253,32 @@ def _check(f, st: os.stat_result, path: str, build_id: bytes | None):
         if found is not None and found != build_id:
             return None, f"{path}: of another build (build-id {found.hex()}, " \
                          f"expected {build_id.hex()})"
-    head = _section_head(f, info, header.little_endian, header.elfclass)
+    head, info_size = _section_head(f, info, header.little_endian, header.elfclass)
     ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if head is None:  # zstd: the version is checked by the tool, on the copy
-        return DwarfFile(path, ident, trusted_for_cache(st), zstd=True), ""
+        return DwarfFile(path, ident, trusted_for_cache(st), zstd=True,
+                         info_size=info_size), ""
     version = _unit_version(head, header.little_endian)
     if version not in _DWARF_VERSIONS:
         return None, f"{path}: DWARF version {version}, which is not read"
-    return DwarfFile(path, ident, trusted_for_cache(st)), ""
+    return DwarfFile(path, ident, trusted_for_cache(st), info_size=info_size), ""
 
 
-def _section_head(f, sec, little: bool, elfclass: int) -> bytes | None:
-    """The first bytes of a (possibly compressed) section; None for zstd."""
+def _section_head(f, sec, little: bool, elfclass: int) -> tuple[bytes | None, int]:
+    """The first bytes of a (possibly compressed) section (None for zstd),
+    and its uncompressed size."""
     f.seek(sec.offset)
     data = f.read(min(sec.size, 1 << 16))
     if sec.flags & elf.SHF_COMPRESSED:
-        ch_type, _size, at = elf.compression_header(data, elfclass, little)
+        ch_type, size, at = elf.compression_header(data, elfclass, little)
         if ch_type == elf.ELFCOMPRESS_ZSTD:
-            return None
+            return None, size
         if ch_type != elf.ELFCOMPRESS_ZLIB:
             raise ValueError(f"compression type {ch_type}")
-        return zlib.decompressobj().decompress(data[at:], 64)
+        return zlib.decompressobj().decompress(data[at:], 64), size
     if sec.name.startswith(".zdebug"):  # "ZLIB" + 8-byte big-endian size, then zlib
-        return zlib.decompressobj().decompress(data[12:], 64)
-    return data
+        return zlib.decompressobj().decompress(data[12:], 64), int.from_bytes(data[4:12], "big")
+    return data, sec.size
 
 
 def _unit_version(head: bytes, little: bool) -> int:
@@ -278,27 +291,79 @@ def _unit_version(head: bytes, little: bool) -> int:
 # ---------------------------------------------------------------- the cache
 
 
-def _encode(chains: dict[int, Chain]) -> bytes:
-    """Compact: strings once, each level a row of five numbers."""
+# The file: MAGIC, the counts (_HEAD), then strings (NUL-separated UTF-8),
+# each level five numbers (function and file as string numbers, line,
+# column, start line), each chain's first item, the chains' items (level
+# numbers), the addresses and each one's chain number; then which file
+# answered: path (a string number), device, inode, size, mtime, zstd and
+# .debug_info's size. Arrays in this machine's byte order: a warm run reads
+# them with no parsing (JSON took a third of a small program's warm lookup).
+MAGIC = b"PLINES2" + (b"L" if sys.byteorder == "little" else b"B")
+_HEAD = struct.Struct("=6Q")
+
+
+def _encode(dwarf: DwarfFile, chains: dict[int, Chain]) -> bytes:
+    """Compact, and quick to read back: strings, levels and chains once
+    each (neighbouring instructions share theirs), then each address's
+    chain by number; and which file answered, so that a warm run can trust
+    the answers after one stat() instead of finding and checking the file."""
     strings: dict[str, int] = {}
+    levels: dict[SourceFrame, int] = {}
+    distinct: dict[Chain, int] = {}
 
     def s(text: str) -> int:
         return strings.setdefault(text, len(strings))
 
-    rows = {f"{a:x}": [[s(l.function), s(l.file), l.line, l.column, l.start_line] for l in c]
-            for a, c in chains.items()}
-    body = {"format": _FORMAT, "strings": list(strings), "addresses": rows}
-    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+    for chain in chains.values():
+        if chain not in distinct:
+            distinct[chain] = len(distinct)
+            for level in chain:
+                levels.setdefault(level, len(levels))
+    addresses = sorted(chains)
+    level_rows = array("q")
+    for l in levels:
+        level_rows.extend((s(l.function), s(l.file), l.line, l.column, l.start_line))
+    firsts, items = array("q", [0]), array("q")
+    for chain in distinct:
+        items.extend(levels[l] for l in chain)
+        firsts.append(len(items))
+    identity = array("q", (s(dwarf.path), *dwarf.identity, int(dwarf.zstd), dwarf.info_size))
+    text = "\0".join(strings).encode("utf-8", "surrogateescape")
+    return b"".join((MAGIC, _HEAD.pack(len(text), len(levels), len(distinct), len(items),
+                                       len(addresses), len(identity)), text,
+                     level_rows.tobytes(), firsts.tobytes(), items.tobytes(),
+                     array("Q", addresses).tobytes(),
+                     array("q", (distinct[chains[a]] for a in addresses)).tobytes(),
+                     identity.tobytes()))
 
 
-def _decode(data: bytes) -> dict[int, Chain]:
-    body = json.loads(zlib.decompress(data))
-    if body.get("format") != _FORMAT:
+def _decode(data: bytes) -> tuple[DwarfFile, dict[int, Chain]]:
+    if not data.startswith(MAGIC):
         raise ValueError("another format")
-    strings = body["strings"]
-    return {int(a, 16): tuple(SourceFrame(strings[f], strings[n], int(line), int(col), int(st))
-                              for f, n, line, col, st in rows)
-            for a, rows in body["addresses"].items()}
+    at = len(MAGIC)
+    n_text, n_levels, n_chains, n_items, n_addresses, n_identity = _HEAD.unpack_from(data, at)
+    at += _HEAD.size
+    if n_identity != 7 or len(data) != at + n_text + 8 * (
+            5 * n_levels + n_chains + 1 + n_items + 2 * n_addresses + n_identity):
+        raise ValueError("a damaged lines file")
+    strings = data[at:at + n_text].decode("utf-8", "surrogateescape").split("\0")
+    at += n_text
+
+    def take(code: str, n: int) -> array:
+        nonlocal at
+        out = array(code, data[at:at + 8 * n])
+        at += 8 * n
+        return out
+    rows, firsts, items = take("q", 5 * n_levels), take("q", n_chains + 1), take("q", n_items)
+    addresses, of, identity = take("Q", n_addresses), take("q", n_addresses), take("q", 7)
+    levels = [SourceFrame(strings[rows[i]], strings[rows[i + 1]], rows[i + 2], rows[i + 3],
+                          rows[i + 4]) for i in range(0, 5 * n_levels, 5)]
+    chains = [tuple([levels[j] for j in items[firsts[i]:firsts[i + 1]]])
+              for i in range(n_chains)]
+    answers = dict(zip(addresses, [chains[i] for i in of]))
+    path, dev, ino, size, mtime, zstd, info_size = identity
+    return DwarfFile(strings[path], (dev, ino, size, mtime), True, bool(zstd), info_size), \
+        answers
 
 
 class LinesStore:
@@ -307,30 +372,37 @@ class LinesStore:
     def __init__(self, directory: str | None) -> None:
         self.directory = directory
 
-    def _path(self, build_id: bytes, kind: str) -> str | None:
+    def _path(self, build_id: bytes) -> str | None:
         if not self.directory or not build_id:
             return None
         h = build_id.hex()
-        return os.path.join(self.directory, h[:2], f"{h[2:]}.lines-{kind}")
+        return os.path.join(self.directory, h[:2], f"{h[2:]}.lines")
 
-    def load(self, build_id: bytes, kind: str) -> dict[int, Chain]:
-        path = self._path(build_id, kind)
+    def load(self, build_id: bytes) -> tuple[DwarfFile, dict[int, Chain]] | None:
+        """The file that answered and its answers, if that file is still
+        the one it was (same device, inode, size and mtime)."""
+        path = self._path(build_id)
         if path is None:
-            return {}
+            return None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
                 if not ours_alone(os.fstat(f.fileno()), stat.S_IFREG):
-                    return {}  # not ours alone: never trusted
-                return _decode(f.read())
-        except (OSError, ValueError, KeyError, TypeError, IndexError, zlib.error):
-            return {}  # only ever a shortcut
+                    return None  # not ours alone: never trusted
+                dwarf, answers = _decode(f.read())
+            st = os.stat(dwarf.path)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+            return None  # only ever a shortcut
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != dwarf.identity or \
+                not trusted_for_cache(st):
+            return None
+        return dwarf, answers
 
-    def save(self, build_id: bytes, kind: str, chains: dict[int, Chain]) -> None:
-        path = self._path(build_id, kind)
+    def save(self, build_id: bytes, dwarf: DwarfFile, chains: dict[int, Chain]) -> None:
+        path = self._path(build_id)
         if path is None:
             return
-        write_private(path, _encode(chains))
+        write_private(path, _encode(dwarf, chains))
 
 
 # ---------------------------------------------------------------- one object
@@ -338,29 +410,82 @@ class LinesStore:
 
 class ObjectLines:
     """Lines of one object's addresses (ELF virtual addresses), looked up in
-    batches, answers kept in memory and on disk."""
+    batches, answers kept in memory and on disk. `where` is the object's
+    symbols (objfile.ObjectSymbols), which say where its DWARF may be; the
+    file holding it is found when an address is not answered from the
+    disk cache."""
 
-    def __init__(self, dwarf: DwarfFile, build_id: bytes | None, store: LinesStore | None,
-                 tool: str) -> None:
-        self.dwarf = dwarf
-        self._build_id = build_id if dwarf.trusted else None
+    def __init__(self, where, store: LinesStore | None, tool: str | None) -> None:
+        self._where = (where.path, where.build_id, where.debuglink, where.origin, where.root,
+                       where.debug_dirs)
+        self._build_id = where.build_id
+        self._problem = ""  # why the DWARF file found was refused
         self._store = store if self._build_id else None
-        self._kind = f"{dwarf.identity[2]}"
         self._tool = tool
+        self.dwarf: DwarfFile | None = None
+        self._looked = False  # for the DWARF file
         self._known: dict[int, Chain] | None = None
+        self._reader: DwarfChains | None = None
 
     def lookup(self, vaddrs: Iterable[int]) -> dict[int, Chain]:
-        """Raises LinesError when the tool fails on the object."""
+        """Answers for the addresses (none when the object has no DWARF);
+        raises LinesError when its DWARF cannot be read."""
         wanted = set(vaddrs)
         if self._known is None:
-            self._known = self._store.load(self._build_id, self._kind) if self._store else {}
+            self._known = {}
+            found = self._store.load(self._build_id) if self._store else None
+            if found is not None:
+                self.dwarf, self._known = found
+                self._looked = True
         missing = wanted - self._known.keys()
         if missing:
-            self._known.update(run_symbolizer(self._tool, self.dwarf.path, missing,
-                                              self.dwarf.identity, self.dwarf.zstd))
-            if self._store:
-                self._store.save(self._build_id, self._kind, self._known)
+            dwarf = self._dwarf()
+            if dwarf is None:
+                return {}
+            self._known.update(self._read(dwarf, missing))
+            if self._store and dwarf.trusted:
+                self._store.save(self._build_id, dwarf, self._known)
         return {a: self._known[a] for a in wanted}
+
+    def _dwarf(self) -> DwarfFile | None:
+        if not self._looked:
+            self._looked = True
+            self.dwarf, problems = find_dwarf(*self._where)
+            self._problem = problems[0] if self.dwarf is None and problems else ""
+        if self._problem:
+            raise LinesError(self._problem)
+        return self.dwarf
+
+    def _read(self, dwarf: DwarfFile, missing: set[int]) -> dict[int, Chain]:
+        if not dwarf.zstd and (self._tool is None or dwarf.info_size <= IN_PROCESS_LIMIT):
+            try:
+                return self._in_process(dwarf, missing)
+            except Unsupported as err:
+                if self._tool is None:
+                    raise LinesError(f"{err}, which only llvm-symbolizer reads here, and it "
+                                     f"is not installed (Debian: apt install llvm)") from None
+        if self._tool is None:
+            raise LinesError("its debug sections are compressed with zstd, which only "
+                             "llvm-symbolizer reads here, and it is not installed (Debian: "
+                             "apt install llvm)")
+        return run_symbolizer(self._tool, dwarf.path, missing, dwarf.identity, dwarf.zstd)
+
+    def _in_process(self, dwarf: DwarfFile, missing: set[int]) -> dict[int, Chain]:
+        try:
+            if self._reader is None:
+                f = open_regular(dwarf.path)
+                if f is None:
+                    raise LinesError(f"cannot open {dwarf.path}")
+                with f:
+                    st = os.fstat(f.fileno())
+                    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != dwarf.identity:
+                        raise LinesError(f"{dwarf.path} changed since it was checked")
+                    self._reader = DwarfChains(f)
+            return self._reader.chains(missing)
+        except (DwarfError, OSError, IndexError, ValueError, KeyError, OverflowError,
+                struct.error, zlib.error) as err:
+            # hostile or damaged DWARF: no lines, never a wrong one
+            raise LinesError(f"malformed DWARF ({err or type(err).__name__})") from None
 
 
 def find_dwarf(path: str, build_id: bytes | None, debuglink: tuple[str, int] | None,

@@ -185,7 +185,8 @@ class Symbolizer:
             try:
                 found = source.lookup(vaddrs)
             except lines.LinesError as err:
-                self.warnings.append(f"{symbols.module}: no source lines: {err}")
+                self.warnings.append(f"{symbols.module}: no source lines: {err}; frames have "
+                                     f"names only")
                 self._lines[key] = None
                 continue
             out.update(((key, a), chain) for a, chain in found.items())
@@ -196,25 +197,22 @@ class Symbolizer:
             return self._lines[key]
         self._lines_keep.append(symbols)
         self._lines[key] = None
-        dwarf, problems = lines.find_dwarf(symbols.path, symbols.build_id, symbols.debuglink,
-                                           symbols.origin, symbols.root, symbols.debug_dirs)
-        if dwarf is None:
-            if problems:
-                self.warnings.append(f"{symbols.module}: no source lines: "
-                                     f"{problems[0]}; frames have names only")
+        try:
+            # a file replaced at the same path (a rebuild without build-id)
+            # must not get the answers remembered for the one before
+            st = os.stat(symbols.path) if symbols.path else None
+        except OSError:
+            st = None
+        if st is None:
             return None
         if self._tool is False:
-            self._tool = lines.find_tool()
-            if self._tool is None:
-                self.warnings.append(
-                    "llvm-symbolizer not found: frames have names without source lines or "
-                    "inlined calls; install it (Debian: apt install llvm)")
-        if not self._tool:
-            return None
+            self._tool = lines.find_tool()  # None: every object is read in this process
         store = lines.LinesStore(self._cache.directory)
         self._lines[key] = self._cache.remember(
-            ("lines", dwarf.identity, symbols.build_id),
-            lambda: lines.ObjectLines(dwarf, symbols.build_id, store, self._tool))
+            ("lines", symbols.path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+             symbols.build_id, symbols.debuglink, symbols.origin, symbols.root,
+             symbols.debug_dirs),
+            lambda: lines.ObjectLines(symbols, store, self._tool))
         return self._lines[key]
 
     def module_of(self, pid: int, address: int) -> str:

@@ -67,43 +67,64 @@ def test_an_error_record_is_one_error():
         lines.parse_llvm_json(text)
 
 
-def test_cache_encoding_round_trips():
+def _dwarf_file(path) -> lines.DwarfFile:
+    st = os.stat(path)
+    return lines.DwarfFile(str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), True,
+                           False, 1234)
+
+
+def test_cache_encoding_round_trips(tmp_path):
     chains = lines.parse_llvm_json(JSON_OUT)
-    assert lines._decode(lines._encode(chains)) == chains
+    (tmp_path / "debug").write_bytes(b"x")
+    dwarf = _dwarf_file(tmp_path / "debug")
+    assert lines._decode(lines._encode(dwarf, chains)) == (dwarf, chains)
+
+
+def test_store_answers_while_the_file_that_answered_is_unchanged(tmp_path):
+    store = lines.LinesStore(str(tmp_path / "cache"))
+    chains = lines.parse_llvm_json(JSON_OUT)
+    debug = tmp_path / "debug"
+    debug.write_bytes(b"x")
+    dwarf = _dwarf_file(debug)
+    store.save(b"\xab\xcd\xef", dwarf, chains)
+    assert store.load(b"\xab\xcd\xef") == (dwarf, chains)
+    debug.write_bytes(b"another build's file")
+    assert store.load(b"\xab\xcd\xef") is None
+    debug.unlink()
+    assert store.load(b"\xab\xcd\xef") is None
 
 
 def test_store_refuses_a_file_others_can_write(tmp_path):
     store = lines.LinesStore(str(tmp_path))
     chains = lines.parse_llvm_json(JSON_OUT)
-    store.save(b"\xab\xcd\xef", "1", chains)
-    assert store.load(b"\xab\xcd\xef", "1") == chains
-    path = tmp_path / "ab" / "cdef.lines-1"
+    (tmp_path / "debug").write_bytes(b"x")
+    dwarf = _dwarf_file(tmp_path / "debug")
+    store.save(b"\xab\xcd\xef", dwarf, chains)
+    assert store.load(b"\xab\xcd\xef") == (dwarf, chains)
+    path = tmp_path / "ab" / "cdef.lines"
     os.chmod(path, 0o666)
-    assert store.load(b"\xab\xcd\xef", "1") == {}
+    assert store.load(b"\xab\xcd\xef") is None
 
 
 # ------------------------------------------------------------------ the oracle
 
-def _ours(path: str, addresses: list[int]) -> dict[int, tuple]:
+def _ours(path: str, addresses: list[int], engine: str) -> dict[int, tuple]:
     tool = lines.find_tool()
     require(tool is not None, "llvm-symbolizer is not installed (Debian: llvm)")
     obj = load_object(path, cache=SymbolCache(None))
-    dwarf, problems = lines.find_dwarf(obj.path, obj.build_id, obj.debuglink, obj.origin,
-                                       obj.root, obj.debug_dirs)
-    assert dwarf is not None, problems
-    chains = lines.ObjectLines(dwarf, obj.build_id, None, tool).lookup(addresses)
+    source = lines.ObjectLines(obj, None, tool)
+    chains = _engine_chains(source, addresses, engine)
     names = demangle_all(level.function for c in chains.values() for level in c)
     out = {}
     for a, chain in chains.items():
         levels = [(names.get(l.function, l.function), os.path.normpath(l.file), l.line)
                   for l in chain]
-        if levels and not levels[-1][0]:
-            # llvm-symbolizer names the outermost level from the symbol
-            # table; where none covers the address (padding after a
-            # function) a profile names it the same way objfile does.
-            named = obj.lookup(_offset(obj, a))
-            levels[-1] = (demangle_all([named[0]]).get(named[0], named[0]) if named else "",
-                          *levels[-1][1:])
+        named = obj.lookup(_offset(obj, a)) if levels else None
+        if named:
+            # A profile names the outermost level from the symbol table
+            # (build.py), as a frame without DWARF reads; DWARF names the
+            # levels inlined into it.
+            levels[-1] = (demangle_all([named[0]]).get(named[0], named[0]), *levels[-1][1:])
         out[a] = tuple(levels)
     return out
 
@@ -208,7 +229,21 @@ def _named(path: str, addresses: list[int]) -> list[int]:
     return [a for a in addresses if obj.lookup(_offset(obj, a)) is not None]
 
 
-def test_lines_agree_with_addr2line(programs):
+def _engine_chains(source: lines.ObjectLines, addresses: list[int], engine: str) -> dict:
+    """Lookups by one engine, whatever the object's size: "in-process"
+    (our DWARF reader; zstd files still go to llvm-symbolizer) or
+    "llvm-symbolizer"."""
+    limit = 1 << 62 if engine == "in-process" else -1
+    saved = lines.IN_PROCESS_LIMIT
+    lines.IN_PROCESS_LIMIT = limit
+    try:
+        return source.lookup(addresses)
+    finally:
+        lines.IN_PROCESS_LIMIT = saved
+
+
+@pytest.mark.parametrize("engine", ["in-process", "llvm-symbolizer"])
+def test_lines_agree_with_addr2line(programs, engine):
     total, kinds, bad, quirks, counts = 0, collections.Counter(), [], [], {}
     inline_seen = 0
     for label, path, oracle_path, addresses in programs:
@@ -216,7 +251,7 @@ def test_lines_agree_with_addr2line(programs):
         want = addr2line(oracle_path, named)
         rows = LineRows(oracle_path)
         aliases = symbol_addresses(oracle_path)
-        got = _ours(path, named)
+        got = _ours(path, named, engine)
         counts[label] = len(named)
         for a in named:
             total += 1
@@ -233,7 +268,7 @@ def test_lines_agree_with_addr2line(programs):
         return "\n".join(f"  {label} 0x{a:x}\n    addr2line: {w}\n    ours:      {g}"
                          for label, a, w, g in rows)
     agreement = 1 - len(bad) / total
-    print(f"\nlines: {total} addresses {counts}, {inline_seen} with inline chains, "
+    print(f"\nlines ({engine}): {total} addresses {counts}, {inline_seen} with inline chains, "
           f"{dict(kinds)}, agreement {agreement:.4%}, {len(bad)} disagreements\n"
           f"{listing(bad)}\naddr2line's known faults (innermost inlined level named "
           f"after the enclosing symbol; another file than the line table's) "
@@ -241,6 +276,41 @@ def test_lines_agree_with_addr2line(programs):
     assert total >= 5000, counts
     assert inline_seen > 500, "the programs should have inlined code"
     assert agreement >= 0.999, f"{len(bad)} of {total} disagree:\n{listing(bad)}"
+
+
+def test_our_reader_agrees_with_llvm_symbolizer_on_every_level(programs):
+    """The two engines, level by level: function (linkage name), file,
+    line, column and start line. Two differences are by design: the
+    outermost level's function, which llvm-symbolizer takes from the
+    symbol table (a profile names that level from it too), and code no
+    unit covers (crtstuff's), where llvm-symbolizer gives the symbol
+    table's STT_FILE name at line 0 and we give no line, as for an object
+    without DWARF."""
+    tool = lines.find_tool()
+    require(tool is not None, "llvm-symbolizer is not installed (Debian: llvm)")
+    total, outside, differ = 0, 0, []
+
+    def plain(chain):
+        return chain[:-1] + tuple(level._replace(function="") for level in chain[-1:])
+    for label, path, _oracle, addresses in programs:
+        if "zstd" in label:
+            continue  # our reader hands these to llvm-symbolizer
+        obj = load_object(path, cache=SymbolCache(None))
+        ours = _engine_chains(lines.ObjectLines(obj, None, tool), addresses, "in-process")
+        theirs = _engine_chains(lines.ObjectLines(obj, None, tool), addresses,
+                                "llvm-symbolizer")
+        for a in addresses:
+            total += 1
+            if not ours[a] and len(theirs[a]) == 1 and theirs[a][0].line == 0 and \
+                    "/" not in theirs[a][0].file:
+                outside += 1
+            elif plain(ours[a]) != plain(theirs[a]):
+                differ.append(f"  {label} 0x{a:x}\n    llvm-symbolizer: {theirs[a]}\n"
+                              f"    ours:            {ours[a]}")
+    print(f"\nengines: {total} addresses, {outside} outside every unit, "
+          f"{len(differ)} differ")
+    assert total >= 5000 and outside < total // 20
+    assert not differ, "\n".join(differ[:30])
 
 
 # ------------------------------------------------------------------ refused files
@@ -387,11 +457,38 @@ def test_a_bad_debug_file_gives_names_without_lines_and_one_warning(stripped, da
     assert not (m.has_line_numbers or m.has_filenames or m.has_inline_frames)
 
 
-def test_without_llvm_symbolizer_names_without_lines_and_one_warning(stripped, monkeypatch):
+def test_without_llvm_symbolizer_lines_come_from_our_reader(stripped, monkeypatch):
     d, build_id, debug, slot = stripped
     shutil.copy(debug, slot)
+    monkeypatch.setattr(lines, "find_tool", lambda: None)
+    monkeypatch.setattr(lines, "IN_PROCESS_LIMIT", 0)  # whatever the size
+    profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
+    named = _named_lines(profile)
+    assert named and all(chain[-1][0] == "work" and chain[-1][1].endswith("inline_chain.c")
+                         and chain[-1][2] > 0 for chain in named), named
+    assert any(len(chain) > 1 for chain in named), named
+    assert not profile.meta.warnings
+
+
+def test_without_llvm_symbolizer_zstd_gives_names_without_lines_and_one_warning(
+        stripped, monkeypatch):
+    d, build_id, debug, slot = stripped
+    subprocess.run(["objcopy", "--compress-debug-sections=zstd", str(debug), str(slot)],
+                   check=True)
     monkeypatch.setattr(lines, "find_tool", lambda: None)
     profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
     assert all(chain == [("work", "", 0)] for chain in _named_lines(profile))
     warnings = [w for w in profile.meta.warnings if "llvm-symbolizer" in w]
-    assert len(warnings) == 1 and "apt install llvm" in warnings[0]
+    assert len(warnings) == 1 and "zstd" in warnings[0] and "apt install llvm" in warnings[0]
+
+
+def test_small_objects_are_read_without_starting_a_process(stripped, monkeypatch):
+    d, build_id, debug, slot = stripped
+    shutil.copy(debug, slot)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("llvm-symbolizer ran for a small object")
+    monkeypatch.setattr(lines, "run_symbolizer", no_process)
+    profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
+    assert any(len(chain) > 1 for chain in _named_lines(profile))
+    assert not profile.meta.warnings

@@ -1,0 +1,262 @@
+"""DWARF 2-5 line tables (.debug_line): address -> (file, line, column).
+
+A unit's line program is run once into rows, split into sequences; an
+address is answered by the row llvm-symbolizer and addr2line answer it by:
+in the sequence that holds it, the last row at or below it (where two rows
+share an address, the later). File names are made absolute the way those
+tools print them: the file's directory, then the unit's compilation
+directory, joined in front of a relative name.
+"""
+from __future__ import annotations
+
+import bisect
+import posixpath
+
+from profiler.symbolize.dwarf_units import (F_BLOCK, F_DATA1, F_DATA2, F_DATA4, F_DATA8,
+                                            F_DATA16, F_LINE_STRP, F_STRING, F_STRP, F_STRX,
+                                            F_STRX1, F_STRX2, F_STRX3, F_STRX4, F_UDATA,
+                                            DwarfError, Unsupported, cstring, sleb, uleb)
+
+_LNCT_PATH, _LNCT_DIRECTORY_INDEX = 1, 2
+
+
+class LineTable:
+    """One unit's rows: parallel arrays, sequences as [first, end) index
+    ranges whose last row is the end_sequence address."""
+
+    def __init__(self, files: list[str], addresses: list[int], files_of: list[int],
+                 lines: list[int], columns: list[int], sequences: list[tuple[int, int, int]],
+                 version: int) -> None:
+        self.files = files  # index as the program numbers them -> absolute path
+        self.addresses, self.file_of, self.line_of, self.column_of = \
+            addresses, files_of, lines, columns
+        self.sequences = sorted(sequences)  # (low address, first row, end row)
+        self._lows = [s[0] for s in self.sequences]
+        self.version = version
+
+    def file(self, index: int) -> str:
+        """The path of a file number ("" when there is none)."""
+        return self.files[index] if 0 <= index < len(self.files) else ""
+
+    def row(self, address: int) -> int | None:
+        """The row index answering an address, or None."""
+        i = bisect.bisect_right(self._lows, address) - 1
+        if i < 0:
+            return None
+        _low, first, end = self.sequences[i]
+        if not address < self.addresses[end - 1]:
+            return None
+        return bisect.bisect_right(self.addresses, address, first + 1, end - 1) - 1
+
+
+def read_line_table(dwarf, unit, offset: int, comp_dir: str) -> LineTable:
+    """Run the line program at `offset` in .debug_line for `unit`."""
+    data = dwarf.s.get(".debug_line", b"")
+    order = dwarf.byteorder
+    try:
+        return _read(dwarf, unit, data, offset, order, comp_dir)
+    except (IndexError, ValueError) as err:
+        raise DwarfError(f"line program at 0x{offset:x}: {err or 'ends past .debug_line'}") \
+            from None
+
+
+def _read(dwarf, unit, data: bytes, offset: int, order: str, comp_dir: str) -> LineTable:
+    pos = offset
+    length = int.from_bytes(data[pos:pos + 4], order)
+    offset_size, pos = 4, pos + 4
+    if length == 0xFFFFFFFF:
+        length = int.from_bytes(data[pos:pos + 8], order)
+        offset_size, pos = 8, pos + 8
+    end = pos + length
+    if end > len(data):
+        raise DwarfError(f"line program at 0x{offset:x} ends past .debug_line")
+    version = int.from_bytes(data[pos:pos + 2], order)
+    pos += 2
+    if not 2 <= version <= 5:
+        raise Unsupported(f"line table version {version}")
+    addr_size = unit.addr_size
+    if version >= 5:
+        addr_size = data[pos]
+        pos += 2  # address size, segment selector size
+    header_length = int.from_bytes(data[pos:pos + offset_size], order)
+    pos += offset_size
+    program = pos + header_length
+    min_inst = data[pos]
+    pos += 1
+    if version >= 4:
+        pos += 1  # maximum operations per instruction: VLIW only
+    # default_is_stmt is not read: statement or not, every row answers lookups
+    line_base = data[pos + 1] - 256 if data[pos + 1] > 127 else data[pos + 1]
+    line_range, opcode_base = data[pos + 2], data[pos + 3]
+    pos += 4
+    if line_range == 0:
+        raise DwarfError("line_range 0")
+    arg_counts = list(data[pos:pos + opcode_base - 1])
+    pos += opcode_base - 1
+
+    if version >= 5:
+        dirs, pos = _entries_v5(dwarf, unit, data, pos, offset_size, order)
+        files, pos = _entries_v5(dwarf, unit, data, pos, offset_size, order)
+        dir_names = [d[0] for d in dirs]
+        paths = [_join(comp_dir, dir_names, name, index, 5) for name, index in files]
+    else:
+        dir_names = []
+        while data[pos]:
+            name, pos = cstring(data, pos)
+            dir_names.append(name.decode("utf-8", "surrogateescape"))
+        pos += 1
+        entries = []
+        while data[pos]:
+            name, pos = cstring(data, pos)
+            index, pos = uleb(data, pos)
+            _mtime, pos = uleb(data, pos)
+            _size, pos = uleb(data, pos)
+            entries.append((name.decode("utf-8", "surrogateescape"), index))
+        # file 0 does not exist before DWARF 5: a row or call naming it has no file
+        paths = [""] + [_join(comp_dir, dir_names, n, i, version) for n, i in entries]
+
+    addresses: list[int] = []
+    file_of: list[int] = []
+    line_of: list[int] = []
+    column_of: list[int] = []
+    sequences: list[tuple[int, int, int]] = []
+    pos = program
+    address, file, line, column, first = 0, 1, 1, 0, 0
+    adjust_base = 255 - opcode_base
+    special_addr = [(k // line_range) * min_inst for k in range(adjust_base + 1)]
+    special_line = [line_base + k % line_range for k in range(adjust_base + 1)]
+    top = (1 << (8 * addr_size)) - 1
+    while pos < end:
+        op = data[pos]
+        pos += 1
+        if op >= opcode_base:
+            k = op - opcode_base
+            address += special_addr[k]
+            line += special_line[k]
+            addresses.append(address)
+            file_of.append(file)
+            line_of.append(line)
+            column_of.append(column)
+        elif op == 0:
+            size, pos = uleb(data, pos)
+            sub_end = pos + size
+            sub = data[pos] if size else 0
+            if sub == 1:  # end_sequence
+                addresses.append(address)
+                file_of.append(file)
+                line_of.append(line)
+                column_of.append(column)
+                low = addresses[first]
+                # sequences of discarded code (address 0, or the all-ones
+                # tombstone) and empty ones answer nothing
+                if len(addresses) - first >= 2 and 0 < low < address and low < top - 1:
+                    sequences.append((low, first, len(addresses)))
+                address, file, line, column, first = 0, 1, 1, 0, len(addresses)
+            elif sub == 2:  # set_address
+                address = int.from_bytes(data[pos + 1:sub_end], order)
+            elif sub == 3 and version < 5:  # define_file
+                name, at = cstring(data, pos + 1)
+                index, _at = uleb(data, at)
+                paths.append(_join(comp_dir, dir_names, name.decode("utf-8", "surrogateescape"),
+                                   index, version))
+            pos = sub_end
+        elif op == 1:  # copy
+            addresses.append(address)
+            file_of.append(file)
+            line_of.append(line)
+            column_of.append(column)
+        elif op == 2:  # advance_pc
+            step, pos = uleb(data, pos)
+            address += step * min_inst
+        elif op == 3:  # advance_line
+            step, pos = sleb(data, pos)
+            line += step
+        elif op == 4:  # set_file
+            file, pos = uleb(data, pos)
+        elif op == 5:  # set_column
+            column, pos = uleb(data, pos)
+        elif op == 8:  # const_add_pc
+            address += special_addr[255 - opcode_base]
+        elif op == 9:  # fixed_advance_pc
+            address += int.from_bytes(data[pos:pos + 2], order)
+            pos += 2
+        elif op in (6, 7, 10, 11):  # flags a lookup does not use
+            pass
+        else:  # set_isa, and opcodes of later versions: step over their operands
+            for _ in range(arg_counts[op - 1] if op - 1 < len(arg_counts) else 0):
+                _value, pos = uleb(data, pos)
+    if len(addresses) > first:
+        del addresses[first:], file_of[first:], line_of[first:], column_of[first:]
+    return LineTable(paths, addresses, file_of, line_of, column_of, sequences, version)
+
+
+def _entries_v5(dwarf, unit, data: bytes, pos: int, offset_size: int, order: str):
+    """A DWARF 5 directory or file table: [(name, directory index)]."""
+    count = data[pos]
+    pos += 1
+    formats = []
+    for _ in range(count):
+        kind, pos = uleb(data, pos)
+        form, pos = uleb(data, pos)
+        formats.append((kind, form))
+    n, pos = uleb(data, pos)
+    if n and (not formats or n > len(data) - pos):  # each entry takes a byte at least
+        raise DwarfError(f"{n} directory or file entries in {len(data) - pos} bytes")
+    out = []
+    for _ in range(n):
+        name, index = "", 0
+        for kind, form in formats:
+            value, pos = _entry_value(dwarf, unit, data, pos, form, offset_size, order)
+            if kind == _LNCT_PATH:
+                name = value if isinstance(value, str) else ""
+            elif kind == _LNCT_DIRECTORY_INDEX and isinstance(value, int):
+                index = value
+        out.append((name, index))
+    return out, pos
+
+
+def _entry_value(dwarf, unit, data: bytes, pos: int, form: int, offset_size: int, order: str):
+    if form == F_STRING:
+        raw, pos = cstring(data, pos)
+        return raw.decode("utf-8", "surrogateescape"), pos
+    if form in (F_LINE_STRP, F_STRP):
+        at = int.from_bytes(data[pos:pos + offset_size], order)
+        section = ".debug_line_str" if form == F_LINE_STRP else ".debug_str"
+        raw = cstring(dwarf.s.get(section, b""), at)[0]
+        return raw.decode("utf-8", "surrogateescape"), pos + offset_size
+    if form in (F_STRX, F_STRX1, F_STRX2, F_STRX3, F_STRX4):
+        value, pos = _index(data, pos, form, order)
+        return dwarf.string(unit, form, value), pos
+    if form == F_UDATA:
+        return uleb(data, pos)
+    sizes = {F_DATA1: 1, F_DATA2: 2, F_DATA4: 4, F_DATA8: 8, F_DATA16: 16}
+    if form in sizes:
+        size = sizes[form]
+        return int.from_bytes(data[pos:pos + size], order), pos + size
+    if form == F_BLOCK:
+        size, pos = uleb(data, pos)
+        return None, pos + size
+    raise DwarfError(f"line table entry in form 0x{form:x}")
+
+
+def _index(data: bytes, pos: int, form: int, order: str) -> tuple[int, int]:
+    if form == F_STRX:
+        return uleb(data, pos)
+    size = {F_STRX1: 1, F_STRX2: 2, F_STRX3: 3, F_STRX4: 4}[form]
+    return int.from_bytes(data[pos:pos + size], order), pos + size
+
+
+def _join(comp_dir: str, dirs: list[str], name: str, index: int, version: int) -> str:
+    if posixpath.isabs(name):
+        return name
+    # Before DWARF 5, directory 0 is the compilation directory and the
+    # list starts at 1; from 5 on, directory 0 is listed (and is it).
+    if version >= 5:
+        directory = dirs[index] if 0 <= index < len(dirs) else ""
+    else:
+        directory = dirs[index - 1] if 1 <= index <= len(dirs) else ""
+    if directory and not posixpath.isabs(directory):
+        directory = posixpath.join(comp_dir, directory)
+    elif not directory:
+        directory = comp_dir
+    return posixpath.join(directory, name) if directory else name
