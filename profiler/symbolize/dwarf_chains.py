@@ -21,7 +21,8 @@ from profiler.symbolize.dwarf_units import (AT_ABSTRACT_ORIGIN, AT_CALL_COLUMN, 
                                             AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME, AT_NAME,
                                             AT_SPECIFICATION, AT_STMT_LIST,
                                             TAG_INLINED_SUBROUTINE, TAG_SUBPROGRAM, Dwarf,
-                                            DwarfError, Unit, read_dwarf_sections, uleb)
+                                            DwarfError, Unit, constant, read_dwarf_sections,
+                                            reference, section_offset, uleb)
 
 
 class SourceFrame(NamedTuple):  # a tuple: thousands are made per object, so cheap to make
@@ -51,12 +52,16 @@ class _Node(NamedTuple):
 class _UnitCode:
     """One unit's code entries and line table."""
 
-    def __init__(self, dwarf: Dwarf, unit: Unit) -> None:
+    def __init__(self, dwarf: Dwarf, unit: Unit, tables: dict[int, LineTable]) -> None:
         top = dwarf.top(unit)
-        comp_dir = dwarf.string(unit, *top[AT_COMP_DIR]) if AT_COMP_DIR in top else ""
+        self.comp_dir = dwarf.string(unit, *top[AT_COMP_DIR]) if AT_COMP_DIR in top else ""
         self.table: LineTable | None = None
-        if AT_STMT_LIST in top:
-            self.table = read_line_table(dwarf, unit, top[AT_STMT_LIST][1], comp_dir)
+        offset = section_offset(top, AT_STMT_LIST, -1)
+        if offset >= 0:
+            # units may share a program (and hostile ones all of them): run it once
+            self.table = tables.get(offset)
+            if self.table is None:
+                self.table = tables[offset] = read_line_table(dwarf, unit, offset)
         self.nodes: list[_Node] = []
         self.ranges: list[tuple[int, int, int]] = []  # (low, high, node) by low
         self._walk(dwarf, unit)
@@ -88,9 +93,9 @@ class _UnitCode:
             if tag in _CODE:
                 attrs, pos = dwarf.attributes(unit, pos, abbrev)
                 inside = len(nodes)
-                nodes.append(_Node(offset, tag, parent, attrs.get(AT_CALL_FILE, (0, 0))[1],
-                                   attrs.get(AT_CALL_LINE, (0, 0))[1],
-                                   attrs.get(AT_CALL_COLUMN, (0, 0))[1]))
+                nodes.append(_Node(offset, tag, parent, constant(attrs, AT_CALL_FILE),
+                                   constant(attrs, AT_CALL_LINE),
+                                   constant(attrs, AT_CALL_COLUMN, 0xFFFF)))
                 for low, high in dwarf.ranges(unit, attrs):
                     if 0 < low < high:  # empty, or discarded code (address 0)
                         ranges.append((low, high, inside))
@@ -126,17 +131,17 @@ class _UnitCode:
 class DwarfChains:
     """Address -> inline chain for one object's DWARF, read in this process."""
 
-    def __init__(self, f: BinaryIO) -> None:
-        sections, little = read_dwarf_sections(f)
+    def __init__(self, sections: dict[str, bytes], little: bool = True) -> None:
         self.dwarf = Dwarf(sections, little)
         self._units: dict[int, _UnitCode] = {}
+        self._tables: dict[int, LineTable] = {}
         self._names: dict[int, tuple[str, int]] = {}
-        self._spans = self._unit_spans()
+        self._spans = _disjoint(self._unit_spans())
         self._lows = [s[0] for s in self._spans]
 
     def _unit_spans(self) -> list[tuple[int, int, int]]:
-        """(low, high, unit offset) by low: .debug_aranges, and the unit
-        entries' own ranges for the units it leaves out."""
+        """(low, high, unit offset): .debug_aranges, and the unit entries'
+        own ranges for the units it leaves out."""
         spans, covered = self._aranges()
         dwarf = self.dwarf
         for unit in dwarf.units:
@@ -145,7 +150,6 @@ class DwarfChains:
             top = dwarf.top(unit)
             spans.extend((low, high, unit.offset) for low, high in dwarf.ranges(unit, top)
                          if 0 < low < high)
-        spans.sort()
         return spans
 
     def _aranges(self) -> tuple[list[tuple[int, int, int]], set[int]]:
@@ -178,15 +182,14 @@ class DwarfChains:
             pos = end
         return spans, covered
 
+    @classmethod
+    def of_file(cls, f: BinaryIO) -> "DwarfChains":
+        return cls(*read_dwarf_sections(f))
+
     def unit_of(self, address: int) -> int | None:
         i = bisect.bisect_right(self._lows, address) - 1
-        while i >= 0:
-            low, high, unit = self._spans[i]
-            if address < high:
-                return unit
-            if i == 0 or self._spans[i - 1][0] != low:
-                return None
-            i -= 1
+        if i >= 0 and address < self._spans[i][1]:
+            return self._spans[i][2]
         return None
 
     def chains(self, addresses) -> dict[int, Chain]:
@@ -201,24 +204,26 @@ class DwarfChains:
         for offset, wanted in by_unit.items():
             code = self._units.get(offset)
             if code is None:
-                code = self._units[offset] = _UnitCode(self.dwarf, self.dwarf.unit_at(offset))
+                code = self._units[offset] = _UnitCode(self.dwarf, self.dwarf.unit_at(offset),
+                                                       self._tables)
             found = code.innermost(wanted)
             for a in wanted:
                 out[a] = self._chain(code, a, found.get(a))
         return out
 
     def _chain(self, code: _UnitCode, address: int, node: int | None) -> Chain:
-        table = code.table
+        table, comp_dir = code.table, code.comp_dir
         row = table.row(address) if table is not None else None
         if row is None:
             return ()
-        file = table.file(table.file_of[row])
+        file = table.file(table.file_of[row], comp_dir)
         if not file:
             return ()
+        # LLVM keeps a row's line in 32 bits and its column in 16
+        line, column = table.line_of[row] & 0xFFFFFFFF, table.column_of[row] & 0xFFFF
         if node is None:  # code no subprogram entry covers: the line alone
-            return (SourceFrame("", file, table.line_of[row], table.column_of[row]),)
+            return (SourceFrame("", file, line, column),)
         levels = []
-        line, column = table.line_of[row], table.column_of[row]
         nodes = code.nodes
         while node >= 0:
             entry = nodes[node]
@@ -226,7 +231,8 @@ class DwarfChains:
             levels.append(SourceFrame(name, file, line, column, start))
             if entry.tag == TAG_SUBPROGRAM:
                 break
-            file, line, column = table.file(entry.call_file), entry.call_line, entry.call_column
+            file = table.file(entry.call_file, comp_dir)
+            line, column = entry.call_line, entry.call_column
             if not file:
                 return ()
             node = entry.parent
@@ -239,10 +245,9 @@ class DwarfChains:
         if found is not None:
             return found
         dwarf = self.dwarf
-        linkage = name = None
-        decl = 0
+        linkage = name = decl = None
         seen, todo = set(), [offset]
-        while todo:
+        while todo:  # each attribute from the first entry that has it, in LLVM's order
             at = todo.pop()
             if at in seen:
                 continue
@@ -253,10 +258,41 @@ class DwarfChains:
                     linkage = dwarf.string(unit, *attrs[attr])
             if name is None and AT_NAME in attrs:
                 name = dwarf.string(unit, *attrs[AT_NAME])
-            if not decl and AT_DECL_LINE in attrs:
-                decl = attrs[AT_DECL_LINE][1]
+            if decl is None and AT_DECL_LINE in attrs:
+                decl = constant(attrs, AT_DECL_LINE)
             for attr in (AT_ABSTRACT_ORIGIN, AT_SPECIFICATION):
-                if attr in attrs and isinstance(attrs[attr][1], int):
-                    todo.append(attrs[attr][1])
-        found = self._names[offset] = (linkage or name or "", decl)
+                target = reference(attrs, attr)
+                if target is not None:
+                    todo.append(target)
+        found = self._names[offset] = (linkage or name or "", decl or 0)
         return found
+
+
+def _disjoint(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Overlapping (low, high, unit) spans made disjoint as LLVM's
+    DWARFDebugAranges::construct makes them: between two ends, the span
+    goes on with the unit it had while that unit still covers it, else
+    starts with the lowest unit offset covering it."""
+    ends = sorted([(low, 1, unit) for low, _high, unit in spans] +
+                  [(high, 0, unit) for _low, high, unit in spans])
+    out: list[list[int]] = []
+    live: dict[int, int] = {}  # unit -> how many of its spans cover here
+    lowest: list[int] = []  # heap of units, stale ones dropped when seen
+    previous = None
+    for at, starts, unit in ends:
+        if previous is not None and previous < at and live:
+            if out and out[-1][1] == previous and live.get(out[-1][2]):
+                out[-1][1] = at
+            else:
+                while not live.get(lowest[0]):
+                    heapq.heappop(lowest)
+                out.append([previous, at, lowest[0]])
+        if starts:
+            live[unit] = live.get(unit, 0) + 1
+            heapq.heappush(lowest, unit)
+        else:
+            live[unit] -= 1
+            if not live[unit]:
+                del live[unit]
+        previous = at
+    return [tuple(span) for span in out]

@@ -1,11 +1,11 @@
 """DWARF 2-5 line tables (.debug_line): address -> (file, line, column).
 
 A unit's line program is run once into rows, split into sequences; an
-address is answered by the row llvm-symbolizer and addr2line answer it by:
-in the sequence that holds it, the last row at or below it (where two rows
-share an address, the later). File names are made absolute the way those
-tools print them: the file's directory, then the unit's compilation
-directory, joined in front of a relative name.
+address is answered by the row llvm-symbolizer answers it by: in the first
+sequence ending above it, the last row at or below it (where two rows
+share an address, the later). File names are made absolute as LLVM prints
+them: the file's directory, then the unit's compilation directory, joined
+in front of a relative name.
 """
 from __future__ import annotations
 
@@ -21,46 +21,62 @@ _LNCT_PATH, _LNCT_DIRECTORY_INDEX = 1, 2
 
 
 class LineTable:
-    """One unit's rows: parallel arrays, sequences as [first, end) index
-    ranges whose last row is the end_sequence address."""
+    """One line program's rows: parallel arrays, sequences as [first, end)
+    index ranges whose last row is the end_sequence address. File names
+    are joined with a unit's compilation directory when asked: units may
+    share a program."""
 
-    def __init__(self, files: list[str], addresses: list[int], files_of: list[int],
-                 lines: list[int], columns: list[int], sequences: list[tuple[int, int, int]],
-                 version: int) -> None:
-        self.files = files  # index as the program numbers them -> absolute path
+    def __init__(self, entries: list[tuple[str, int]], dirs: list[str], addresses: list[int],
+                 files_of: list[int], lines: list[int], columns: list[int],
+                 sequences: list[tuple[int, int, int]], version: int) -> None:
+        self.entries = entries  # file number -> (name, directory number); None: no file
+        self.dirs = dirs
         self.addresses, self.file_of, self.line_of, self.column_of = \
             addresses, files_of, lines, columns
-        self.sequences = sorted(sequences)  # (low address, first row, end row)
-        self._lows = [s[0] for s in self.sequences]
+        # LLVM's order: by end address, ties in table order (its sort is not
+        # stable; two identical ranges are folded code, either row is true)
+        self.sequences = sorted(sequences, key=lambda s: s[0])
+        self._highs = [s[0] for s in self.sequences]
         self.version = version
+        self._paths: dict[tuple[int, str], str] = {}
 
-    def file(self, index: int) -> str:
-        """The path of a file number ("" when there is none)."""
-        return self.files[index] if 0 <= index < len(self.files) else ""
+    def file(self, index: int, comp_dir: str) -> str:
+        """The path of a file number as llvm-symbolizer prints it ("" when
+        there is none)."""
+        key = (index, comp_dir)
+        found = self._paths.get(key)
+        if found is None:
+            entry = self.entries[index] if 0 <= index < len(self.entries) else None
+            found = "" if entry is None else _join(comp_dir, self.dirs, entry[0], entry[1],
+                                                   self.version)
+            self._paths[key] = found
+        return found
 
     def row(self, address: int) -> int | None:
-        """The row index answering an address, or None."""
-        i = bisect.bisect_right(self._lows, address) - 1
-        if i < 0:
+        """The row index answering an address, or None: in the first
+        sequence ending above it, if that one starts at or below it, the
+        last row at or below it (LLVM's lookupAddress and findRowInSeq)."""
+        i = bisect.bisect_right(self._highs, address)
+        if i == len(self.sequences):
             return None
-        _low, first, end = self.sequences[i]
-        if not address < self.addresses[end - 1]:
+        _high, first, end = self.sequences[i]
+        if address < self.addresses[first]:
             return None
         return bisect.bisect_right(self.addresses, address, first + 1, end - 1) - 1
 
 
-def read_line_table(dwarf, unit, offset: int, comp_dir: str) -> LineTable:
+def read_line_table(dwarf, unit, offset: int) -> LineTable:
     """Run the line program at `offset` in .debug_line for `unit`."""
     data = dwarf.s.get(".debug_line", b"")
     order = dwarf.byteorder
     try:
-        return _read(dwarf, unit, data, offset, order, comp_dir)
+        return _read(dwarf, unit, data, offset, order)
     except (IndexError, ValueError) as err:
         raise DwarfError(f"line program at 0x{offset:x}: {err or 'ends past .debug_line'}") \
             from None
 
 
-def _read(dwarf, unit, data: bytes, offset: int, order: str, comp_dir: str) -> LineTable:
+def _read(dwarf, unit, data: bytes, offset: int, order: str) -> LineTable:
     pos = offset
     length = int.from_bytes(data[pos:pos + 4], order)
     offset_size, pos = 4, pos + 4
@@ -94,26 +110,27 @@ def _read(dwarf, unit, data: bytes, offset: int, order: str, comp_dir: str) -> L
     arg_counts = list(data[pos:pos + opcode_base - 1])
     pos += opcode_base - 1
 
+    if program > end:
+        raise DwarfError("a line program header longer than its program")
     if version >= 5:
-        dirs, pos = _entries_v5(dwarf, unit, data, pos, offset_size, order)
-        files, pos = _entries_v5(dwarf, unit, data, pos, offset_size, order)
+        dirs, pos = _entries_v5(dwarf, unit, data, pos, program, offset_size, order)
+        files, pos = _entries_v5(dwarf, unit, data, pos, program, offset_size, order)
         dir_names = [d[0] for d in dirs]
-        paths = [_join(comp_dir, dir_names, name, index, 5) for name, index in files]
+        entries: list = files
     else:
         dir_names = []
         while data[pos]:
             name, pos = cstring(data, pos)
             dir_names.append(name.decode("utf-8", "surrogateescape"))
         pos += 1
-        entries = []
+        # file 0 does not exist before DWARF 5: a row or call naming it has no file
+        entries = [None]
         while data[pos]:
             name, pos = cstring(data, pos)
             index, pos = uleb(data, pos)
             _mtime, pos = uleb(data, pos)
             _size, pos = uleb(data, pos)
             entries.append((name.decode("utf-8", "surrogateescape"), index))
-        # file 0 does not exist before DWARF 5: a row or call naming it has no file
-        paths = [""] + [_join(comp_dir, dir_names, n, i, version) for n, i in entries]
 
     addresses: list[int] = []
     file_of: list[int] = []
@@ -150,15 +167,14 @@ def _read(dwarf, unit, data: bytes, offset: int, order: str, comp_dir: str) -> L
                 # sequences of discarded code (address 0, or the all-ones
                 # tombstone) and empty ones answer nothing
                 if len(addresses) - first >= 2 and 0 < low < address and low < top - 1:
-                    sequences.append((low, first, len(addresses)))
+                    sequences.append((address, first, len(addresses)))
                 address, file, line, column, first = 0, 1, 1, 0, len(addresses)
             elif sub == 2:  # set_address
                 address = int.from_bytes(data[pos + 1:sub_end], order)
             elif sub == 3 and version < 5:  # define_file
                 name, at = cstring(data, pos + 1)
                 index, _at = uleb(data, at)
-                paths.append(_join(comp_dir, dir_names, name.decode("utf-8", "surrogateescape"),
-                                   index, version))
+                entries.append((name.decode("utf-8", "surrogateescape"), index))
             pos = sub_end
         elif op == 1:  # copy
             addresses.append(address)
@@ -187,11 +203,14 @@ def _read(dwarf, unit, data: bytes, offset: int, order: str, comp_dir: str) -> L
                 _value, pos = uleb(data, pos)
     if len(addresses) > first:
         del addresses[first:], file_of[first:], line_of[first:], column_of[first:]
-    return LineTable(paths, addresses, file_of, line_of, column_of, sequences, version)
+    return LineTable(entries, dir_names, addresses, file_of, line_of, column_of, sequences,
+                     version)
 
 
-def _entries_v5(dwarf, unit, data: bytes, pos: int, offset_size: int, order: str):
-    """A DWARF 5 directory or file table: [(name, directory index)]."""
+def _entries_v5(dwarf, unit, data: bytes, pos: int, limit: int, offset_size: int,
+                order: str):
+    """A DWARF 5 directory or file table: [(name, directory index)], all
+    of it before `limit` (the program's start)."""
     count = data[pos]
     pos += 1
     formats = []
@@ -200,13 +219,15 @@ def _entries_v5(dwarf, unit, data: bytes, pos: int, offset_size: int, order: str
         form, pos = uleb(data, pos)
         formats.append((kind, form))
     n, pos = uleb(data, pos)
-    if n and (not formats or n > len(data) - pos):  # each entry takes a byte at least
-        raise DwarfError(f"{n} directory or file entries in {len(data) - pos} bytes")
+    if n and (not formats or n > limit - pos):  # each entry takes a byte at least
+        raise DwarfError(f"{n} directory or file entries in {limit - pos} bytes")
     out = []
     for _ in range(n):
         name, index = "", 0
         for kind, form in formats:
             value, pos = _entry_value(dwarf, unit, data, pos, form, offset_size, order)
+            if pos > limit:
+                raise DwarfError("directory or file entries past the line program's header")
             if kind == _LNCT_PATH:
                 name = value if isinstance(value, str) else ""
             elif kind == _LNCT_DIRECTORY_INDEX and isinstance(value, int):
@@ -251,12 +272,13 @@ def _join(comp_dir: str, dirs: list[str], name: str, index: int, version: int) -
         return name
     # Before DWARF 5, directory 0 is the compilation directory and the
     # list starts at 1; from 5 on, directory 0 is listed (and is it).
+    # From 5 on, directory 0 is listed (the compilation directory, as the
+    # producer wrote it); a relative one is still joined to DW_AT_comp_dir,
+    # as LLVM 14 and binutils do (glibc's ./misc/./misc/syslog.c).
     if version >= 5:
         directory = dirs[index] if 0 <= index < len(dirs) else ""
     else:
         directory = dirs[index - 1] if 1 <= index <= len(dirs) else ""
-    if directory and not posixpath.isabs(directory):
-        directory = posixpath.join(comp_dir, directory)
-    elif not directory:
-        directory = comp_dir
+    if not posixpath.isabs(directory) and comp_dir:
+        directory = posixpath.join(comp_dir, directory) if directory else comp_dir
     return posixpath.join(directory, name) if directory else name

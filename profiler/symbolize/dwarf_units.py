@@ -82,6 +82,8 @@ def uleb(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos + 1
         shift += 7
+        if shift > 63:  # past 64 bits, as LLVM refuses: a run of 0xff must not grow a bignum
+            raise DwarfError("a LEB128 number of more than 64 bits")
 
 
 def sleb(data: bytes, pos: int) -> tuple[int, int]:
@@ -93,6 +95,8 @@ def sleb(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if byte < 0x80:
             return (value - (1 << shift) if byte & 0x40 else value), pos
+        if shift > 63:
+            raise DwarfError("a LEB128 number of more than 64 bits")
 
 
 def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -365,9 +369,13 @@ class Dwarf:
         position after the entry's attributes."""
         out = {}
         for attr, form, implicit in abbrev[2]:
+            if form == F_INDIRECT:  # the real form comes first, in the entry
+                form, pos = uleb(self.info, pos)
+                if form == F_INDIRECT:
+                    raise DwarfError("an indirect form naming an indirect form")
             if attr in _WANTED:
                 value, pos = self.value(unit, pos, form, implicit)
-                out[attr] = (form, value)
+                out.setdefault(attr, (form, value))  # LLVM's find: the first of a repeated one
             else:
                 size = self._fixed_size(unit, form)
                 pos = pos + size if size is not None else self.skip(unit, pos, (-form,))
@@ -396,12 +404,12 @@ class Dwarf:
                             (AT_ADDR_BASE, "addr_base"), (AT_GNU_ADDR_BASE, "addr_base"),
                             (AT_RNGLISTS_BASE, "rnglists_base")):
             if attr in attrs:
-                setattr(unit, field, attrs[attr][1])
+                setattr(unit, field, section_offset(attrs, attr, -1))
         if AT_GNU_RANGES_BASE in attrs:
             raise Unsupported("split DWARF (DW_AT_GNU_ranges_base)")
-        unit.top = {**attrs, 0: abbrev[0]}
         if AT_LOW_PC in attrs:
             unit.low_pc = self.address(unit, *attrs[AT_LOW_PC])
+        unit.top = {**attrs, 0: abbrev[0]}  # last: a failure above leaves it unread
         return unit.top
 
     # ------------------------------------------------------------ strings, addresses
@@ -414,16 +422,16 @@ class Dwarf:
         elif form == F_LINE_STRP:
             raw = cstring(self.s.get(".debug_line_str", b""), value)[0]
         elif form in _STRX:
-            base = unit.str_offsets_base if unit.str_offsets_base >= 0 else \
-                (16 if unit.offset_size == 8 else 8)  # just past the table's header
-            at = base + value * unit.offset_size
+            if unit.str_offsets_base < 0:
+                return ""  # LLVM finds no string without DW_AT_str_offsets_base either
+            at = unit.str_offsets_base + value * unit.offset_size
             table = self.s.get(".debug_str_offsets", b"")
             if at + unit.offset_size > len(table):
                 raise DwarfError(f"string index {value} past .debug_str_offsets")
             raw = cstring(self.s.get(".debug_str", b""),
                           int.from_bytes(table[at:at + unit.offset_size], self.byteorder))[0]
         else:
-            raise DwarfError(f"a name in form 0x{form:x}")
+            return ""  # not a string form: LLVM reads no name from it
         return raw.decode("utf-8", "surrogateescape")
 
     def address(self, unit: Unit, form: int, value) -> int:
@@ -443,14 +451,21 @@ class Dwarf:
         """[low, high) pairs of an entry with DW_AT_low_pc/high_pc or DW_AT_ranges."""
         if AT_RANGES in attrs:
             form, value = attrs[AT_RANGES]
-            if unit.version >= 5:
+            if form == F_RNGLISTX or (form in _OFFSET and unit.version >= 5):
                 return self._rnglist(unit, form, value)
-            return self._ranges_v4(unit, value)
+            if form in _OFFSET:
+                return self._ranges_v4(unit, value)
+            return []  # a range list in no offset form: LLVM reads none
         if AT_LOW_PC not in attrs or AT_HIGH_PC not in attrs:
             return []
         low = self.address(unit, *attrs[AT_LOW_PC])
         form, value = attrs[AT_HIGH_PC]
-        high = low + value if form in _CONSTANT else self.address(unit, form, value)
+        if form in _CONSTANT:
+            high = low + value
+        elif form == F_ADDR or form in _ADDRX:
+            high = self.address(unit, form, value)
+        else:
+            return []
         return [(low, high)]
 
     def _ranges_v4(self, unit: Unit, offset: int) -> list[tuple[int, int]]:
@@ -476,6 +491,8 @@ class Dwarf:
             if unit.rnglists_base < 0:
                 raise Unsupported("a range list index without DW_AT_rnglists_base")
             at = unit.rnglists_base + value * unit.offset_size
+            if at + unit.offset_size > len(data):
+                raise DwarfError(f"range list index {value} past .debug_rnglists")
             offset = unit.rnglists_base + int.from_bytes(data[at:at + unit.offset_size],
                                                          self.byteorder)
         else:
@@ -515,6 +532,34 @@ class Dwarf:
                     raise DwarfError(f"range list entry kind {kind}")
         except IndexError:
             raise DwarfError(f"range list at 0x{offset:x} ends past .debug_rnglists") from None
+
+
+_OFFSET = (F_SEC_OFFSET, F_DATA4, F_DATA8)  # DWARF 2-3 gave section offsets as data4/8
+
+
+def constant(attrs: dict, attr: int, limit: int = 0xFFFFFFFF) -> int:
+    """An attribute's value if it is a constant, else 0; held to `limit`
+    (LLVM keeps lines in 32 bits, columns in 16)."""
+    found = attrs.get(attr)
+    if found is None or found[0] not in _CONSTANT or not isinstance(found[1], int):
+        return 0
+    return found[1] & limit
+
+
+def section_offset(attrs: dict, attr: int, default: int = 0) -> int:
+    """An attribute's value if it is a section offset, else `default`."""
+    found = attrs.get(attr)
+    if found is None or found[0] not in _OFFSET:
+        return default
+    return found[1]
+
+
+def reference(attrs: dict, attr: int) -> int | None:
+    """The .debug_info offset an attribute refers to, if it is a reference."""
+    found = attrs.get(attr)
+    if found is None or not (found[0] in _REF_LOCAL or found[0] == F_REF_ADDR):
+        return None
+    return found[1]
 
 
 _FIXED = {F_DATA1: 1, F_DATA2: 2, F_DATA4: 4, F_DATA8: 8, F_DATA16: 16, F_FLAG: 1,

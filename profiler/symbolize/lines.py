@@ -298,7 +298,10 @@ def _unit_version(head: bytes, little: bool) -> int:
 # answered: path (a string number), device, inode, size, mtime, zstd and
 # .debug_info's size. Arrays in this machine's byte order: a warm run reads
 # them with no parsing (JSON took a third of a small program's warm lookup).
-MAGIC = b"PLINES2" + (b"L" if sys.byteorder == "little" else b"B")
+# READER: bump when either engine's answers may change, so that no answer
+# of an older reader is trusted again.
+READER = 2
+MAGIC = b"PLINES" + bytes([READER]) + (b"L" if sys.byteorder == "little" else b"B")
 _HEAD = struct.Struct("=6Q")
 
 
@@ -402,7 +405,11 @@ class LinesStore:
         path = self._path(build_id)
         if path is None:
             return
-        write_private(path, _encode(dwarf, chains))
+        try:
+            data = _encode(dwarf, chains)
+        except (OverflowError, TypeError, ValueError):
+            return  # a number no line or column holds: only the next run's speed is lost
+        write_private(path, data)
 
 
 # ---------------------------------------------------------------- one object
@@ -480,12 +487,17 @@ class ObjectLines:
                     st = os.fstat(f.fileno())
                     if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != dwarf.identity:
                         raise LinesError(f"{dwarf.path} changed since it was checked")
-                    self._reader = DwarfChains(f)
+                    self._reader = DwarfChains.of_file(f)
             return self._reader.chains(missing)
         except (DwarfError, OSError, IndexError, ValueError, KeyError, OverflowError,
-                struct.error, zlib.error) as err:
-            # hostile or damaged DWARF: no lines, never a wrong one
+                TypeError, struct.error, zlib.error) as err:
+            # hostile or damaged DWARF: no lines, never a wrong one; and no
+            # answer later from a reader that saw it half
+            self._reader = None
             raise LinesError(f"malformed DWARF ({err or type(err).__name__})") from None
+        except Unsupported:
+            self._reader = None
+            raise
 
 
 def find_dwarf(path: str, build_id: bytes | None, debuglink: tuple[str, int] | None,

@@ -94,6 +94,15 @@ def test_store_answers_while_the_file_that_answered_is_unchanged(tmp_path):
     assert store.load(b"\xab\xcd\xef") is None
 
 
+def test_store_refuses_answers_of_another_reader(tmp_path, monkeypatch):
+    store = lines.LinesStore(str(tmp_path / "cache"))
+    (tmp_path / "debug").write_bytes(b"x")
+    store.save(b"\xab\xcd\xef", _dwarf_file(tmp_path / "debug"), lines.parse_llvm_json(JSON_OUT))
+    monkeypatch.setattr(lines, "MAGIC", lines.MAGIC[:6] + bytes([lines.READER + 1]) +
+                        lines.MAGIC[7:])
+    assert store.load(b"\xab\xcd\xef") is None
+
+
 def test_store_refuses_a_file_others_can_write(tmp_path):
     store = lines.LinesStore(str(tmp_path))
     chains = lines.parse_llvm_json(JSON_OUT)
