@@ -8,19 +8,24 @@ For each object (a small C program with always_inline chains, built here at
 file, line and inline chain by:
 
   - ours, cold: profiler.symbolize.lines in a fresh process with an empty
-    cache directory (find the DWARF file, check it, one llvm-symbolizer
-    batch, parse, save the per-build-id cache);
+    cache directory (find the DWARF file, check it, read it with the engine
+    its size picks: our DWARF reader in the process, or one llvm-symbolizer
+    batch; save the per-build-id cache);
   - ours, warm: a fresh process whose cache directory the cold run filled
-    (no tool runs: the answers are read from the cache);
+    (no DWARF read, no tool run: one stat() of the file that answered, and
+    the answers read from the cache);
   - `addr2line -f -i -C -e FILE`, one batch process, addresses on stdin;
   - `llvm-symbolizer --obj=FILE --inlining --output-style=JSON`, one batch.
 
 Time is wall time of the work: ours measured inside the process around the
 lookup (the interpreter's start and imports shown apart), the tools as whole
 processes. Peak RSS: ours is the larger of the Python process and the
-llvm-symbolizer it ran (getrusage of its children), the tools their own.
-The best of --repeat runs is shown. Goals: cold no slower than addr2line,
-warm at most 1/10 of addr2line's time, peak RSS at most 2x addr2line's.
+llvm-symbolizer it ran (getrusage of its children), the tools their own;
+"lookup adds" is what the lookup put on top of the process's peak before
+it (or llvm-symbolizer's peak), and the peak of a Python doing nothing is
+printed for scale. The best of --repeat runs is shown. Goals: cold no
+slower than addr2line, warm at most 1/10 of addr2line's time, peak RSS at
+most 2x addr2line's.
 """
 from __future__ import annotations
 
