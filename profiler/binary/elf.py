@@ -23,6 +23,7 @@ import zlib
 from typing import BinaryIO
 
 from profiler.binary import symtab
+from profiler.binary.leb128 import Malformed
 from profiler.binary.cache import identity
 from profiler.binary.readfile import open_regular
 
@@ -187,6 +188,66 @@ def compression_header(data: bytes, elfclass: int, little: bool) -> tuple[int, i
         return ch_type, size, 24
     ch_type, size, _align = struct.unpack_from(order + "III", data)
     return ch_type, size, 12
+
+
+class CompressionError(Malformed):
+    """A compressed section that is damaged, or compressed in an unknown way."""
+
+
+class ZstdUnavailable(CompressionError):
+    """zstd, without the optional zstandard module to read it."""
+
+
+def uncompress(data: bytes, flags: int, name: str, elfclass: int, little: bool, *,
+               limit: int, head: int = 0) -> bytes:
+    """A section's contents as its readers need them: SHF_COMPRESSED (zlib,
+    or zstd with the optional zstandard module) and GNU's .zdebug_ ("ZLIB",
+    the size, zlib) inflated, never past the size their header gives nor
+    `limit`; `head` > 0: only the first `head` bytes (`data` may then be the
+    section's start alone). Plain sections come back as they are."""
+    if flags & SHF_COMPRESSED:
+        try:
+            ch_type, size, at = compression_header(data, elfclass, little)
+        except struct.error:
+            raise CompressionError(f"{name}: its compression header is cut short") from None
+    elif name.startswith(".zdebug"):
+        if data[:4] != b"ZLIB" or len(data) < 12:
+            raise CompressionError(f"{name} without its ZLIB header")
+        ch_type, size, at = ELFCOMPRESS_ZLIB, int.from_bytes(data[4:12], "big"), 12
+    else:
+        return data[:head] if head else data
+    if size > limit:
+        raise CompressionError(f"{name} claims {size} bytes uncompressed, past {limit}")
+    wanted = min(head, size) if head else size
+    try:
+        if ch_type == ELFCOMPRESS_ZLIB:
+            # never past the size the header gives: a hostile stream may inflate without end
+            out = zlib.decompressobj().decompress(data[at:], wanted)
+        elif ch_type == ELFCOMPRESS_ZSTD:
+            try:
+                import zstandard  # optional: only some debug files use zstd
+            except ImportError:
+                raise ZstdUnavailable(f"{name} is compressed with zstd") from None
+            out = zstandard.ZstdDecompressor().decompress(data[at:],
+                                                          max_output_size=size)[:wanted]
+        else:
+            raise CompressionError(f"{name}: compression type {ch_type}")
+    except CompressionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - zlib's and zstandard's errors alike
+        raise CompressionError(f"{name}: {err}") from None
+    if len(out) != wanted:
+        raise CompressionError(f"{name}: its size differs from its compression header's")
+    return out
+
+
+def uncompressed_size(data: bytes, flags: int, name: str, elfclass: int, little: bool) -> int:
+    """The size a (possibly compressed) section has once uncompressed."""
+    if flags & SHF_COMPRESSED:
+        return compression_header(data, elfclass, little)[1]
+    if name.startswith(".zdebug") and data[:4] == b"ZLIB":
+        return int.from_bytes(data[4:12], "big")
+    return len(data)
 
 
 def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, SectionData]:

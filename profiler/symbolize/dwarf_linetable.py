@@ -10,14 +10,18 @@ in front of a relative name.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import posixpath
 
-from profiler.symbolize.dwarf_units import (F_BLOCK, F_DATA1, F_DATA2, F_DATA4, F_DATA8,
-                                            F_DATA16, F_LINE_STRP, F_STRING, F_STRP, F_STRX,
-                                            F_STRX1, F_STRX2, F_STRX3, F_STRX4, F_UDATA,
-                                            DwarfError, Unsupported, cstring, sleb, uleb)
+from profiler.symbolize.dwarf_units import (F_IMPLICIT_CONST, F_INDIRECT, F_REF1, F_REF2,
+                                            F_REF4, F_REF8, F_REF_ADDR, F_REF_UDATA,
+                                            STRING_FORMS, DwarfError, Unsupported, cstring,
+                                            sleb, uleb)
 
 _LNCT_PATH, _LNCT_DIRECTORY_INDEX = 1, 2
+# forms that mean nothing outside .debug_info
+_NOT_IN_LINE_TABLES = frozenset((F_INDIRECT, F_IMPLICIT_CONST, F_REF1, F_REF2, F_REF4, F_REF8,
+                                 F_REF_ADDR, F_REF_UDATA))
 
 
 class LineTable:
@@ -113,8 +117,8 @@ def _read(dwarf, unit, data: bytes, offset: int, order: str) -> LineTable:
     if program > end:
         raise DwarfError("a line program header longer than its program")
     if version >= 5:
-        dirs, pos = _entries_v5(dwarf, unit, data, pos, program, offset_size, order)
-        files, pos = _entries_v5(dwarf, unit, data, pos, program, offset_size, order)
+        dirs, pos = _entries_v5(dwarf, unit, data, pos, program, offset_size)
+        files, pos = _entries_v5(dwarf, unit, data, pos, program, offset_size)
         dir_names = [d[0] for d in dirs]
         entries: list = files
     else:
@@ -207,8 +211,7 @@ def _read(dwarf, unit, data: bytes, offset: int, order: str) -> LineTable:
                      version)
 
 
-def _entries_v5(dwarf, unit, data: bytes, pos: int, limit: int, offset_size: int,
-                order: str):
+def _entries_v5(dwarf, unit, data: bytes, pos: int, limit: int, offset_size: int):
     """A DWARF 5 directory or file table: [(name, directory index)], all
     of it before `limit` (the program's start)."""
     count = data[pos]
@@ -221,50 +224,23 @@ def _entries_v5(dwarf, unit, data: bytes, pos: int, limit: int, offset_size: int
     n, pos = uleb(data, pos)
     if n and (not formats or n > limit - pos):  # each entry takes a byte at least
         raise DwarfError(f"{n} directory or file entries in {limit - pos} bytes")
+    # the forms are .debug_info's, with the line table's offset size
+    view = dataclasses.replace(unit, offset_size=offset_size)
     out = []
     for _ in range(n):
         name, index = "", 0
         for kind, form in formats:
-            value, pos = _entry_value(dwarf, unit, data, pos, form, offset_size, order)
+            if form in _NOT_IN_LINE_TABLES:
+                raise DwarfError(f"a line table entry in form 0x{form:x}")
+            value, pos = dwarf.value(view, pos, form, 0, data)
             if pos > limit:
                 raise DwarfError("directory or file entries past the line program's header")
-            if kind == _LNCT_PATH:
-                name = value if isinstance(value, str) else ""
+            if kind == _LNCT_PATH and form in STRING_FORMS:
+                name = dwarf.string(view, form, value)
             elif kind == _LNCT_DIRECTORY_INDEX and isinstance(value, int):
                 index = value
         out.append((name, index))
     return out, pos
-
-
-def _entry_value(dwarf, unit, data: bytes, pos: int, form: int, offset_size: int, order: str):
-    if form == F_STRING:
-        raw, pos = cstring(data, pos)
-        return raw.decode("utf-8", "surrogateescape"), pos
-    if form in (F_LINE_STRP, F_STRP):
-        at = int.from_bytes(data[pos:pos + offset_size], order)
-        section = ".debug_line_str" if form == F_LINE_STRP else ".debug_str"
-        raw = cstring(dwarf.s.get(section, b""), at)[0]
-        return raw.decode("utf-8", "surrogateescape"), pos + offset_size
-    if form in (F_STRX, F_STRX1, F_STRX2, F_STRX3, F_STRX4):
-        value, pos = _index(data, pos, form, order)
-        return dwarf.string(unit, form, value), pos
-    if form == F_UDATA:
-        return uleb(data, pos)
-    sizes = {F_DATA1: 1, F_DATA2: 2, F_DATA4: 4, F_DATA8: 8, F_DATA16: 16}
-    if form in sizes:
-        size = sizes[form]
-        return int.from_bytes(data[pos:pos + size], order), pos + size
-    if form == F_BLOCK:
-        size, pos = uleb(data, pos)
-        return None, pos + size
-    raise DwarfError(f"line table entry in form 0x{form:x}")
-
-
-def _index(data: bytes, pos: int, form: int, order: str) -> tuple[int, int]:
-    if form == F_STRX:
-        return uleb(data, pos)
-    size = {F_STRX1: 1, F_STRX2: 2, F_STRX3: 3, F_STRX4: 4}[form]
-    return int.from_bytes(data[pos:pos + size], order), pos + size
 
 
 def _join(comp_dir: str, dirs: list[str], name: str, index: int, version: int) -> str:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import struct
-import zlib
 from typing import BinaryIO
 
 from profiler.binary import elf
+from profiler.binary.leb128 import Malformed, sleb, uleb
 
 # Tags and attributes read here (DWARF 5, section 7.5)
 TAG_COMPILE_UNIT, TAG_PARTIAL_UNIT = 0x11, 0x3C
@@ -51,6 +51,8 @@ F_STRX1, F_STRX2, F_STRX3, F_STRX4 = 0x25, 0x26, 0x27, 0x28
 F_ADDRX1, F_ADDRX2, F_ADDRX3, F_ADDRX4 = 0x29, 0x2A, 0x2B, 0x2C
 F_GNU_ADDR_INDEX, F_GNU_STR_INDEX, F_GNU_REF_ALT, F_GNU_STRP_ALT = 0x1F01, 0x1F02, 0x1F20, 0x1F21
 
+STRING_FORMS = frozenset((F_STRING, F_STRP, F_LINE_STRP, F_STRX, F_STRX1, F_STRX2, F_STRX3,
+                          F_STRX4, F_GNU_STR_INDEX))
 _STRX = {F_STRX: 0, F_STRX1: 1, F_STRX2: 2, F_STRX3: 3, F_STRX4: 4, F_GNU_STR_INDEX: 0}
 _ADDRX = {F_ADDRX: 0, F_ADDRX1: 1, F_ADDRX2: 2, F_ADDRX3: 3, F_ADDRX4: 4, F_GNU_ADDR_INDEX: 0}
 _REF_LOCAL = {F_REF1: 1, F_REF2: 2, F_REF4: 4, F_REF8: 8, F_REF_UDATA: 0}
@@ -62,41 +64,13 @@ _WANTED = frozenset((AT_NAME, AT_STMT_LIST, AT_LOW_PC, AT_HIGH_PC, AT_COMP_DIR,
                      AT_MIPS_LINKAGE_NAME, AT_GNU_RANGES_BASE, AT_GNU_ADDR_BASE))
 
 
-class DwarfError(Exception):
-    """Malformed DWARF."""
+# Malformed DWARF: the one class every binary reader here raises for bad bytes
+DwarfError = Malformed
+_SECTION_LIMIT = 1 << 30  # uncompressed; a larger claim is a damaged header
 
 
 class Unsupported(Exception):
     """DWARF this reader does not read (the reason is its message)."""
-
-
-def uleb(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    value, shift = byte & 0x7F, 7
-    while True:
-        pos += 1
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos + 1
-        shift += 7
-        if shift > 63:  # past 64 bits, as LLVM refuses: a run of 0xff must not grow a bignum
-            raise DwarfError("a LEB128 number of more than 64 bits")
-
-
-def sleb(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return (value - (1 << shift) if byte & 0x40 else value), pos
-        if shift > 63:
-            raise DwarfError("a LEB128 number of more than 64 bits")
 
 
 def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -108,42 +82,22 @@ def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def read_dwarf_sections(f: BinaryIO) -> tuple[dict[str, bytes], bool]:
-    """The DWARF sections of an open ELF file, decompressed (zlib), and
-    whether it is little-endian. zstd raises Unsupported: Python 3.11 has
-    no zstd module."""
+    """The DWARF sections of an open ELF file, uncompressed, and whether it
+    is little-endian. zstd without the zstandard module raises Unsupported."""
     found = elf.section_headers(f)
     if found is None:
         raise DwarfError("not an ELF file")
     header, _sections = found
-    little = header.little_endian
     wanted = SECTIONS + tuple(".zdebug_" + n[len(".debug_"):] for n in SECTIONS)
     out: dict[str, bytes] = {}
     for name, sec in elf.read_sections(f, wanted).items():
-        data = sec.data
-        if sec.flags & elf.SHF_COMPRESSED:
-            ch_type, size, at = elf.compression_header(data, header.elfclass, little)
-            if ch_type == elf.ELFCOMPRESS_ZSTD:
-                raise Unsupported("zstd-compressed debug sections")
-            if ch_type != elf.ELFCOMPRESS_ZLIB:
-                raise DwarfError(f"compression type {ch_type}")
-            data = _inflate(data[at:], size)
-        elif name.startswith(".zdebug_"):
-            if data[:4] != b"ZLIB":
-                raise DwarfError(f"{name} without its ZLIB header")
-            data = _inflate(data[12:], int.from_bytes(data[4:12], "big"))
-            name = ".debug_" + name[len(".zdebug_"):]
-        out.setdefault(name, data)
-    return out, little
-
-
-def _inflate(data: bytes, size: int) -> bytes:
-    try:  # never past the size the header gives: a hostile stream may inflate without end
-        out = zlib.decompressobj().decompress(data, size + 1)
-    except zlib.error as err:
-        raise DwarfError(f"compressed section: {err}") from None
-    if len(out) != size:
-        raise DwarfError("a compressed section's size differs from its header")
-    return out
+        try:
+            data = elf.uncompress(sec.data, sec.flags, name, header.elfclass,
+                                  header.little_endian, limit=_SECTION_LIMIT)
+        except elf.ZstdUnavailable:
+            raise Unsupported("zstd-compressed debug sections") from None
+        out.setdefault(".debug_" + name.split("debug_", 1)[1], data)
+    return out, header.little_endian
 
 
 # ---------------------------------------------------------------- units
@@ -287,8 +241,10 @@ class Dwarf:
             return unit.addr_size if unit.version == 2 else unit.offset_size
         return _FIXED.get(form)
 
-    def skip(self, unit: Unit, pos: int, steps: tuple) -> int:
-        data = self.info
+    def skip(self, unit: Unit, pos: int, steps: tuple, data: bytes | None = None) -> int:
+        """The position past attributes of the forms `steps` plans (in
+        .debug_info, or in `data`)."""
+        data = self.info if data is None else data
         for step in steps:
             if step >= 0:
                 pos += step
@@ -314,18 +270,21 @@ class Dwarf:
                 real, pos = uleb(data, pos)
                 if real == F_INDIRECT:
                     raise DwarfError("an indirect form naming an indirect form")
-                _value, pos = self.value(unit, pos, real, 0)
+                _value, pos = self.value(unit, pos, real, 0, data)
             else:
                 raise Unsupported(f"form 0x{form:x}")
         return pos
 
     # ------------------------------------------------------------ values
 
-    def value(self, unit: Unit, pos: int, form: int, implicit: int) -> tuple[object, int]:
-        """(value, next position): ints for constants, addresses, offsets
-        and indexes; absolute .debug_info offsets for references; bytes
-        for inline strings; None for blocks."""
-        data, order = self.info, self.byteorder
+    def value(self, unit: Unit, pos: int, form: int, implicit: int,
+              data: bytes | None = None) -> tuple[object, int]:
+        """(value, next position) of an attribute in .debug_info (or in
+        `data`: a line table's entries): ints for constants, addresses,
+        offsets and indexes; absolute .debug_info offsets for references;
+        bytes for inline strings; None for blocks."""
+        data = self.info if data is None else data
+        order = self.byteorder
         if form == F_ADDR:
             return int.from_bytes(data[pos:pos + unit.addr_size], order), pos + unit.addr_size
         size = _FIXED.get(form)
@@ -358,11 +317,11 @@ class Dwarf:
             real, pos = uleb(data, pos)
             if real == F_INDIRECT:
                 raise DwarfError("an indirect form naming an indirect form")
-            return self.value(unit, pos, real, implicit)
+            return self.value(unit, pos, real, implicit, data)
         if form in (F_GNU_REF_ALT, F_GNU_STRP_ALT, F_REF_SUP4, F_REF_SUP8, F_STRP_SUP):
             raise Unsupported("references into a supplementary (dwz) file")
         steps = ((-form,) if _FIXED.get(form) is None else (_FIXED[form],))
-        return None, self.skip(unit, pos, steps)  # blocks, data16, ref_sig8
+        return None, self.skip(unit, pos, steps, data)  # blocks, data16, ref_sig8
 
     def attributes(self, unit: Unit, pos: int, abbrev: tuple) -> tuple[dict, int]:
         """{attribute: (form, value)} of the attributes lookups use, and the

@@ -59,7 +59,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import zlib
 from array import array
 from typing import Iterable
 
@@ -225,7 +224,7 @@ def check_dwarf_file(path: str, build_id: bytes | None) -> tuple[DwarfFile | Non
         st = os.fstat(f.fileno())
         try:
             return _check(f, st, path, build_id)
-        except (OSError, ValueError, struct.error, OverflowError, zlib.error) as err:
+        except (OSError, ValueError, struct.error, OverflowError) as err:
             return None, f"{path}: unreadable ({err})"
 
 
@@ -265,20 +264,16 @@ def _check(f, st: os.stat_result, path: str, build_id: bytes | None):
 
 
 def _section_head(f, sec, little: bool, elfclass: int) -> tuple[bytes | None, int]:
-    """The first bytes of a (possibly compressed) section (None for zstd),
-    and its uncompressed size."""
+    """The first bytes of a (possibly compressed) section (None for zstd:
+    its whole stream would have to be read), and its uncompressed size."""
     f.seek(sec.offset)
     data = f.read(min(sec.size, 1 << 16))
-    if sec.flags & elf.SHF_COMPRESSED:
-        ch_type, size, at = elf.compression_header(data, elfclass, little)
-        if ch_type == elf.ELFCOMPRESS_ZSTD:
-            return None, size
-        if ch_type != elf.ELFCOMPRESS_ZLIB:
-            raise ValueError(f"compression type {ch_type}")
-        return zlib.decompressobj().decompress(data[at:], 64), size
-    if sec.name.startswith(".zdebug"):  # "ZLIB" + 8-byte big-endian size, then zlib
-        return zlib.decompressobj().decompress(data[12:], 64), int.from_bytes(data[4:12], "big")
-    return data, sec.size
+    size = elf.uncompressed_size(data, sec.flags, sec.name, elfclass, little)
+    if sec.flags & elf.SHF_COMPRESSED and \
+            elf.compression_header(data, elfclass, little)[0] == elf.ELFCOMPRESS_ZSTD:
+        return None, size
+    return elf.uncompress(data, sec.flags, sec.name, elfclass, little, limit=size,
+                          head=64), size
 
 
 def _unit_version(head: bytes, little: bool) -> int:
@@ -490,7 +485,7 @@ class ObjectLines:
                     self._reader = DwarfChains.of_file(f)
             return self._reader.chains(missing)
         except (DwarfError, OSError, IndexError, ValueError, KeyError, OverflowError,
-                TypeError, struct.error, zlib.error) as err:
+                TypeError, struct.error) as err:
             # hostile or damaged DWARF: no lines, never a wrong one; and no
             # answer later from a reader that saw it half
             self._reader = None

@@ -22,11 +22,9 @@ import array
 import bisect
 import io
 import struct
-import zlib
 from typing import Any, BinaryIO, NamedTuple
 
-from profiler.binary.elf import (ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD, SHF_COMPRESSED,
-                                 compression_header, elf_layout, read_sections)
+from profiler.binary.elf import CompressionError, elf_layout, read_sections, uncompress
 from profiler.unwind.cfi_index import hdr_index, load_index, save_index, scan_index
 # The row types and kinds are the unwinder's vocabulary: named here, where it looks.
 from profiler.unwind.cfi_program import (EXPRESSION, OFFSET, REGISTER, SAME, UNDEFINED,  # noqa: F401
@@ -208,11 +206,11 @@ def cfi_from_file(stream: BinaryIO, *, cache=None,
 
 def _source(sec, hdr, elfclass: int, order: str, addr_size: int, cache, build_id) -> _Source | None:
     eh = sec.name == ".eh_frame"
-    data = sec.data
-    if sec.flags & SHF_COMPRESSED:
-        data = _decompress(data, elfclass, order)
-        if data is None:
-            return None
+    try:  # zstd without the zstandard module, or damage: no CFI from this section
+        data = uncompress(sec.data, sec.flags, sec.name, elfclass, order == "little",
+                          limit=_DECOMPRESSED_MAX)
+    except CompressionError:
+        return None
     # datarel in .eh_frame itself is GOT-relative (i386): unknown here, so unread.
     frames = Frames(data, Place(sec.addr if eh else 0, None, addr_size, order), eh)
     if hdr is not None:
@@ -225,26 +223,3 @@ def _source(sec, hdr, elfclass: int, order: str, addr_size: int, cache, build_id
         index = scan_index(frames)
         save_index(cache, build_id, kind, index)
     return _Source(frames, *index)
-
-
-def _decompress(data: bytes, elfclass: int, order: str) -> bytes | None:
-    """An SHF_COMPRESSED section's contents; None for zstd without the
-    zstandard module, or anything damaged."""
-    try:
-        ch_type, size, at = compression_header(data, elfclass, order == "little")
-        payload = data[at:]
-        if size > _DECOMPRESSED_MAX:
-            return None
-        if ch_type == ELFCOMPRESS_ZLIB:
-            out = zlib.decompressobj().decompress(payload, size)
-        elif ch_type == ELFCOMPRESS_ZSTD:
-            try:
-                import zstandard  # optional: only some debug files use zstd
-            except ImportError:
-                return None
-            out = zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
-        else:
-            return None
-        return out if len(out) == size else None
-    except Exception:  # noqa: BLE001 - any decoder failure means "absent"
-        return None

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from profiler.binary.leb128 import Malformed, sleb, uleb
 
-class Bad(Exception):
-    """Malformed CFI: caught in cfi.py, never raised out of it."""
+
+# Malformed CFI (the binary readers' one class for bad bytes, which LEB128
+# numbers raise too): caught in cfi.py, never raised out of it.
+Bad = Malformed
 
 
 # ---------------------------------------------------------------- bytes
@@ -46,32 +49,12 @@ class Cursor:
         return self.data[p]
 
     def uleb(self) -> int:
-        data, pos, end = self.data, self.pos, self.end
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 70:  # 11 bytes: no real 64-bit value is longer
-                raise Bad
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                self.pos = pos
-                return result
+        value, self.pos = uleb(self.data, self.pos, self.end)
+        return value
 
     def sleb(self) -> int:
-        data, pos, end = self.data, self.pos, self.end
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 70:
-                raise Bad
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                self.pos = pos
-                return result - (1 << shift) if b & 0x40 else result
+        value, self.pos = sleb(self.data, self.pos, self.end)
+        return value
 
     def block(self) -> bytes:
         n = self.uleb()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from profiler.binary import leb128
+
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
 _MAX_STEPS = 10_000  # DW_OP_bra/skip can loop; real CFI expressions run a dozen ops
@@ -43,24 +45,15 @@ def evaluate(expr: bytes, stack: list[int], reg: Callable[[int], int],
         pos += n
         return v
 
-    def uleb() -> int:
+    def uleb() -> int:  # a bad one raises leb128.Malformed, made ExprError below
         nonlocal pos
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 70:
-                raise ExprError("bad LEB128")
-            b = expr[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return result
+        value, pos = leb128.uleb(expr, pos, end)
+        return value
 
     def sleb() -> int:
-        start = pos
-        v = uleb()
-        shift = 7 * (pos - start)
-        return v - (1 << shift) if expr[pos - 1] & 0x40 else v
+        nonlocal pos
+        value, pos = leb128.sleb(expr, pos, end)
+        return value
 
     try:
         while pos < end:
@@ -150,6 +143,8 @@ def evaluate(expr: bytes, stack: list[int], reg: Callable[[int], int],
         return stack[-1]
     except IndexError:
         raise ExprError("stack underflow") from None
+    except leb128.Malformed:
+        raise ExprError("bad LEB128") from None
 
 
 def _binary(op: int, a: int, b: int) -> int:
