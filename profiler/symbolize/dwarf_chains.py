@@ -15,14 +15,14 @@ import bisect
 import heapq
 from typing import BinaryIO, NamedTuple
 
-from profiler.symbolize.dwarf_linetable import LineTable, read_line_table
-from profiler.symbolize.dwarf_units import (AT_ABSTRACT_ORIGIN, AT_CALL_COLUMN, AT_CALL_FILE,
+from profiler.binary.leb128 import uleb
+from profiler.symbolize.dwarf_forms import (AT_ABSTRACT_ORIGIN, AT_CALL_COLUMN, AT_CALL_FILE,
                                             AT_CALL_LINE, AT_COMP_DIR, AT_DECL_LINE,
                                             AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME, AT_NAME,
-                                            AT_SPECIFICATION, AT_STMT_LIST,
-                                            TAG_INLINED_SUBROUTINE, TAG_SUBPROGRAM, Dwarf,
-                                            DwarfError, Unit, constant, read_dwarf_sections,
-                                            reference, section_offset, uleb)
+                                            AT_SPECIFICATION, AT_STMT_LIST, TAG_INLINED_SUBROUTINE,
+                                            TAG_SUBPROGRAM, constant, reference, section_offset)
+from profiler.symbolize.dwarf_linetable import LineTable, read_line_table
+from profiler.symbolize.dwarf_units import Dwarf, DwarfError, Unit, read_dwarf_sections
 
 
 class SourceFrame(NamedTuple):  # a tuple: thousands are made per object, so cheap to make

@@ -13,10 +13,10 @@ import bisect
 import dataclasses
 import posixpath
 
-from profiler.symbolize.dwarf_units import (F_IMPLICIT_CONST, F_INDIRECT, F_REF1, F_REF2,
-                                            F_REF4, F_REF8, F_REF_ADDR, F_REF_UDATA,
-                                            STRING_FORMS, DwarfError, Unsupported, cstring,
-                                            sleb, uleb)
+from profiler.binary.leb128 import sleb, uleb
+from profiler.symbolize.dwarf_forms import (F_IMPLICIT_CONST, F_INDIRECT, F_REF1, F_REF2, F_REF4,
+                                            F_REF8, F_REF_ADDR, F_REF_UDATA, STRING_FORMS)
+from profiler.symbolize.dwarf_units import DwarfError, Unsupported, cstring
 
 _LNCT_PATH, _LNCT_DIRECTORY_INDEX = 1, 2
 # forms that mean nothing outside .debug_info

@@ -22,47 +22,16 @@ from typing import BinaryIO
 
 from profiler.binary import elf
 from profiler.binary.leb128 import Malformed, sleb, uleb
-
-# Tags and attributes read here (DWARF 5, section 7.5)
-TAG_COMPILE_UNIT, TAG_PARTIAL_UNIT = 0x11, 0x3C
-TAG_SUBPROGRAM, TAG_INLINED_SUBROUTINE = 0x2E, 0x1D
-AT_NAME, AT_STMT_LIST, AT_LOW_PC, AT_HIGH_PC, AT_COMP_DIR = 0x03, 0x10, 0x11, 0x12, 0x1B
-AT_ABSTRACT_ORIGIN, AT_DECL_LINE, AT_SPECIFICATION, AT_RANGES = 0x31, 0x3B, 0x47, 0x55
-AT_CALL_COLUMN, AT_CALL_FILE, AT_CALL_LINE, AT_LINKAGE_NAME = 0x57, 0x58, 0x59, 0x6E
-AT_STR_OFFSETS_BASE, AT_ADDR_BASE, AT_RNGLISTS_BASE = 0x72, 0x73, 0x74
-AT_MIPS_LINKAGE_NAME, AT_GNU_RANGES_BASE, AT_GNU_ADDR_BASE = 0x2007, 0x2132, 0x2133
-
-UT_COMPILE, UT_TYPE, UT_PARTIAL, UT_SKELETON = 0x01, 0x02, 0x03, 0x04
-UT_SPLIT_COMPILE, UT_SPLIT_TYPE = 0x05, 0x06
-
-SECTIONS = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_line", ".debug_line_str",
-            ".debug_ranges", ".debug_rnglists", ".debug_addr", ".debug_str_offsets",
-            ".debug_aranges")
-
-# Forms (7.5.6)
-F_ADDR, F_BLOCK2, F_BLOCK4, F_DATA2, F_DATA4, F_DATA8 = 0x01, 0x03, 0x04, 0x05, 0x06, 0x07
-F_STRING, F_BLOCK, F_BLOCK1, F_DATA1, F_FLAG, F_SDATA = 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D
-F_STRP, F_UDATA, F_REF_ADDR, F_REF1, F_REF2, F_REF4 = 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x13
-F_REF8, F_REF_UDATA, F_INDIRECT, F_SEC_OFFSET, F_EXPRLOC = 0x14, 0x15, 0x16, 0x17, 0x18
-F_FLAG_PRESENT, F_STRX, F_ADDRX, F_REF_SUP4, F_STRP_SUP = 0x19, 0x1A, 0x1B, 0x1C, 0x1D
-F_DATA16, F_LINE_STRP, F_REF_SIG8, F_IMPLICIT_CONST = 0x1E, 0x1F, 0x20, 0x21
-F_LOCLISTX, F_RNGLISTX, F_REF_SUP8 = 0x22, 0x23, 0x24
-F_STRX1, F_STRX2, F_STRX3, F_STRX4 = 0x25, 0x26, 0x27, 0x28
-F_ADDRX1, F_ADDRX2, F_ADDRX3, F_ADDRX4 = 0x29, 0x2A, 0x2B, 0x2C
-F_GNU_ADDR_INDEX, F_GNU_STR_INDEX, F_GNU_REF_ALT, F_GNU_STRP_ALT = 0x1F01, 0x1F02, 0x1F20, 0x1F21
-
-STRING_FORMS = frozenset((F_STRING, F_STRP, F_LINE_STRP, F_STRX, F_STRX1, F_STRX2, F_STRX3,
-                          F_STRX4, F_GNU_STR_INDEX))
-_STRX = {F_STRX: 0, F_STRX1: 1, F_STRX2: 2, F_STRX3: 3, F_STRX4: 4, F_GNU_STR_INDEX: 0}
-_ADDRX = {F_ADDRX: 0, F_ADDRX1: 1, F_ADDRX2: 2, F_ADDRX3: 3, F_ADDRX4: 4, F_GNU_ADDR_INDEX: 0}
-_REF_LOCAL = {F_REF1: 1, F_REF2: 2, F_REF4: 4, F_REF8: 8, F_REF_UDATA: 0}
-_CONSTANT = {F_DATA1, F_DATA2, F_DATA4, F_DATA8, F_SDATA, F_UDATA, F_IMPLICIT_CONST}
-_WANTED = frozenset((AT_NAME, AT_STMT_LIST, AT_LOW_PC, AT_HIGH_PC, AT_COMP_DIR,
-                     AT_ABSTRACT_ORIGIN, AT_DECL_LINE, AT_SPECIFICATION, AT_RANGES,
-                     AT_CALL_COLUMN, AT_CALL_FILE, AT_CALL_LINE, AT_LINKAGE_NAME,
-                     AT_STR_OFFSETS_BASE, AT_ADDR_BASE, AT_RNGLISTS_BASE,
-                     AT_MIPS_LINKAGE_NAME, AT_GNU_RANGES_BASE, AT_GNU_ADDR_BASE))
-
+from profiler.symbolize.dwarf_forms import (
+    ADDRX_FORMS, AT_ADDR_BASE, AT_GNU_ADDR_BASE, AT_GNU_RANGES_BASE, AT_HIGH_PC, AT_LOW_PC,
+    AT_RANGES, AT_RNGLISTS_BASE, AT_STR_OFFSETS_BASE, CONSTANT_FORMS, FIXED_SIZES, F_ADDR,
+    F_ADDRX, F_ADDRX1, F_ADDRX2, F_ADDRX3, F_ADDRX4, F_BLOCK, F_BLOCK1, F_BLOCK2, F_BLOCK4,
+    F_DATA1, F_DATA2, F_DATA4, F_DATA8, F_EXPRLOC, F_FLAG, F_FLAG_PRESENT, F_GNU_ADDR_INDEX,
+    F_GNU_REF_ALT, F_GNU_STRP_ALT, F_GNU_STR_INDEX, F_IMPLICIT_CONST, F_INDIRECT, F_LINE_STRP,
+    F_LOCLISTX, F_REF_ADDR, F_REF_SUP4, F_REF_SUP8, F_REF_UDATA, F_RNGLISTX, F_SDATA,
+    F_SEC_OFFSET, F_STRING, F_STRP, F_STRP_SUP, F_STRX, F_STRX1, F_STRX2, F_STRX3, F_STRX4,
+    F_UDATA, OFFSET_FORMS, REF_LOCAL_SIZES, SECTIONS, STRX_FORMS, UT_COMPILE, UT_PARTIAL,
+    UT_SKELETON, UT_SPLIT_COMPILE, UT_SPLIT_TYPE, UT_TYPE, WANTED_ATTRIBUTES, section_offset)
 
 # Malformed DWARF: the one class every binary reader here raises for bad bytes
 DwarfError = Malformed
@@ -239,7 +208,7 @@ class Dwarf:
             return unit.offset_size
         if form == F_REF_ADDR:
             return unit.addr_size if unit.version == 2 else unit.offset_size
-        return _FIXED.get(form)
+        return FIXED_SIZES.get(form)
 
     def skip(self, unit: Unit, pos: int, steps: tuple, data: bytes | None = None) -> int:
         """The position past attributes of the forms `steps` plans (in
@@ -287,11 +256,11 @@ class Dwarf:
         order = self.byteorder
         if form == F_ADDR:
             return int.from_bytes(data[pos:pos + unit.addr_size], order), pos + unit.addr_size
-        size = _FIXED.get(form)
+        size = FIXED_SIZES.get(form)
         if form in (F_DATA1, F_DATA2, F_DATA4, F_DATA8, F_FLAG):
             return int.from_bytes(data[pos:pos + size], order), pos + size
-        if form in _REF_LOCAL:
-            size = _REF_LOCAL[form]
+        if form in REF_LOCAL_SIZES:
+            size = REF_LOCAL_SIZES[form]
             if size:
                 return unit.offset + int.from_bytes(data[pos:pos + size], order), pos + size
             value, pos = uleb(data, pos)
@@ -305,7 +274,7 @@ class Dwarf:
         if form == F_SDATA:
             return sleb(data, pos)
         if form in (F_STRX1, F_STRX2, F_STRX3, F_STRX4, F_ADDRX1, F_ADDRX2, F_ADDRX3, F_ADDRX4):
-            size = _FIXED[form]
+            size = FIXED_SIZES[form]
             return int.from_bytes(data[pos:pos + size], order), pos + size
         if form == F_FLAG_PRESENT:
             return 1, pos
@@ -320,7 +289,7 @@ class Dwarf:
             return self.value(unit, pos, real, implicit, data)
         if form in (F_GNU_REF_ALT, F_GNU_STRP_ALT, F_REF_SUP4, F_REF_SUP8, F_STRP_SUP):
             raise Unsupported("references into a supplementary (dwz) file")
-        steps = ((-form,) if _FIXED.get(form) is None else (_FIXED[form],))
+        steps = ((-form,) if FIXED_SIZES.get(form) is None else (FIXED_SIZES[form],))
         return None, self.skip(unit, pos, steps, data)  # blocks, data16, ref_sig8
 
     def attributes(self, unit: Unit, pos: int, abbrev: tuple) -> tuple[dict, int]:
@@ -332,7 +301,7 @@ class Dwarf:
                 form, pos = uleb(self.info, pos)
                 if form == F_INDIRECT:
                     raise DwarfError("an indirect form naming an indirect form")
-            if attr in _WANTED:
+            if attr in WANTED_ATTRIBUTES:
                 value, pos = self.value(unit, pos, form, implicit)
                 out.setdefault(attr, (form, value))  # LLVM's find: the first of a repeated one
             else:
@@ -380,7 +349,7 @@ class Dwarf:
             raw = cstring(self.s.get(".debug_str", b""), value)[0]
         elif form == F_LINE_STRP:
             raw = cstring(self.s.get(".debug_line_str", b""), value)[0]
-        elif form in _STRX:
+        elif form in STRX_FORMS:
             if unit.str_offsets_base < 0:
                 return ""  # LLVM finds no string without DW_AT_str_offsets_base either
             at = unit.str_offsets_base + value * unit.offset_size
@@ -394,7 +363,7 @@ class Dwarf:
         return raw.decode("utf-8", "surrogateescape")
 
     def address(self, unit: Unit, form: int, value) -> int:
-        if form in _ADDRX:
+        if form in ADDRX_FORMS:
             if unit.addr_base < 0:
                 raise Unsupported("an address index without DW_AT_addr_base")
             at = unit.addr_base + value * unit.addr_size
@@ -410,18 +379,18 @@ class Dwarf:
         """[low, high) pairs of an entry with DW_AT_low_pc/high_pc or DW_AT_ranges."""
         if AT_RANGES in attrs:
             form, value = attrs[AT_RANGES]
-            if form == F_RNGLISTX or (form in _OFFSET and unit.version >= 5):
+            if form == F_RNGLISTX or (form in OFFSET_FORMS and unit.version >= 5):
                 return self._rnglist(unit, form, value)
-            if form in _OFFSET:
+            if form in OFFSET_FORMS:
                 return self._ranges_v4(unit, value)
             return []  # a range list in no offset form: LLVM reads none
         if AT_LOW_PC not in attrs or AT_HIGH_PC not in attrs:
             return []
         low = self.address(unit, *attrs[AT_LOW_PC])
         form, value = attrs[AT_HIGH_PC]
-        if form in _CONSTANT:
+        if form in CONSTANT_FORMS:
             high = low + value
-        elif form == F_ADDR or form in _ADDRX:
+        elif form == F_ADDR or form in ADDRX_FORMS:
             high = self.address(unit, form, value)
         else:
             return []
@@ -491,37 +460,3 @@ class Dwarf:
                     raise DwarfError(f"range list entry kind {kind}")
         except IndexError:
             raise DwarfError(f"range list at 0x{offset:x} ends past .debug_rnglists") from None
-
-
-_OFFSET = (F_SEC_OFFSET, F_DATA4, F_DATA8)  # DWARF 2-3 gave section offsets as data4/8
-
-
-def constant(attrs: dict, attr: int, limit: int = 0xFFFFFFFF) -> int:
-    """An attribute's value if it is a constant, else 0; held to `limit`
-    (LLVM keeps lines in 32 bits, columns in 16)."""
-    found = attrs.get(attr)
-    if found is None or found[0] not in _CONSTANT or not isinstance(found[1], int):
-        return 0
-    return found[1] & limit
-
-
-def section_offset(attrs: dict, attr: int, default: int = 0) -> int:
-    """An attribute's value if it is a section offset, else `default`."""
-    found = attrs.get(attr)
-    if found is None or found[0] not in _OFFSET:
-        return default
-    return found[1]
-
-
-def reference(attrs: dict, attr: int) -> int | None:
-    """The .debug_info offset an attribute refers to, if it is a reference."""
-    found = attrs.get(attr)
-    if found is None or not (found[0] in _REF_LOCAL or found[0] == F_REF_ADDR):
-        return None
-    return found[1]
-
-
-_FIXED = {F_DATA1: 1, F_DATA2: 2, F_DATA4: 4, F_DATA8: 8, F_DATA16: 16, F_FLAG: 1,
-          F_REF1: 1, F_REF2: 2, F_REF4: 4, F_REF8: 8, F_REF_SIG8: 8, F_FLAG_PRESENT: 0,
-          F_IMPLICIT_CONST: 0, F_STRX1: 1, F_STRX2: 2, F_STRX3: 3, F_STRX4: 4,
-          F_ADDRX1: 1, F_ADDRX2: 2, F_ADDRX3: 3, F_ADDRX4: 4, F_REF_SUP4: 4, F_REF_SUP8: 8}

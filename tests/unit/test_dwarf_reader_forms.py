@@ -11,7 +11,8 @@ import time
 import pytest
 
 from profiler.symbolize.dwarf_chains import DwarfChains, SourceFrame
-from profiler.symbolize.dwarf_units import DwarfError, uleb
+from profiler.binary.leb128 import uleb
+from profiler.symbolize.dwarf_units import DwarfError
 
 # tags, attributes and forms, as DWARF 5 numbers them
 CU, SUB, INL = 0x11, 0x2E, 0x1D
