@@ -241,13 +241,15 @@ def uncompress(data: bytes, flags: int, name: str, elfclass: int, little: bool, 
     return out
 
 
-def uncompressed_size(data: bytes, flags: int, name: str, elfclass: int, little: bool) -> int:
-    """The size a (possibly compressed) section has once uncompressed."""
+def uncompressed_size(head: bytes, flags: int, name: str, elfclass: int, little: bool,
+                      size: int) -> int:
+    """The size a section of `size` bytes (`head`: its start) has once
+    uncompressed."""
     if flags & SHF_COMPRESSED:
-        return compression_header(data, elfclass, little)[1]
-    if name.startswith(".zdebug") and data[:4] == b"ZLIB":
-        return int.from_bytes(data[4:12], "big")
-    return len(data)
+        return compression_header(head, elfclass, little)[1]
+    if name.startswith(".zdebug") and head[:4] == b"ZLIB":
+        return int.from_bytes(head[4:12], "big")
+    return size
 
 
 def read_sections(stream: BinaryIO, names: tuple[str, ...]) -> dict[str, SectionData]:

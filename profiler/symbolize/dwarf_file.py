@@ -83,7 +83,7 @@ def _section_head(f, sec, little: bool, elfclass: int) -> tuple[bytes | None, in
     its whole stream would have to be read), and its uncompressed size."""
     f.seek(sec.offset)
     data = f.read(min(sec.size, 1 << 16))
-    size = elf.uncompressed_size(data, sec.flags, sec.name, elfclass, little)
+    size = elf.uncompressed_size(data, sec.flags, sec.name, elfclass, little, sec.size)
     if sec.flags & elf.SHF_COMPRESSED and \
             elf.compression_header(data, elfclass, little)[0] == elf.ELFCOMPRESS_ZSTD:
         return None, size

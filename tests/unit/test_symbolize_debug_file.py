@@ -199,3 +199,43 @@ def test_small_objects_are_read_without_starting_a_process(stripped, monkeypatch
     profile = _built(d / "prog.stripped", slot.parents[2], monkeypatch)
     assert any(len(chain) > 1 for chain in _named_lines(profile))
     assert not profile.meta.warnings
+
+
+def _debug_info_size(path: Path, tmp_path: Path) -> int:
+    """readelf's size of .debug_info, uncompressed (objcopy decompresses a copy)."""
+    plain = tmp_path / (path.name + ".plain")
+    subprocess.run(["objcopy", "--decompress-debug-sections", str(path), str(plain)],
+                   check=True)
+    out = subprocess.run(["readelf", "-SW", str(plain)], capture_output=True, text=True,
+                         check=True).stdout
+    line = next(ln for ln in out.splitlines() if " .debug_info " in ln)
+    return int(line.split("]", 1)[1].split()[4], 16)  # Name Type Address Off Size
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "zlib"])
+def test_the_engine_is_chosen_by_the_whole_debug_info(tmp_path, monkeypatch, compress):
+    """An object over IN_PROCESS_LIMIT goes to llvm-symbolizer, one at it
+    stays in this process: by .debug_info's whole size (readelf's), not by
+    the part read to check its version."""
+    from conftest import require
+    from lines_programs import build_cpp
+    need("g++", "objcopy", "readelf")
+    tool = lines.find_tool()
+    require(tool is not None, "llvm-symbolizer is not installed (Debian: llvm)")
+    exe = build_cpp(tmp_path)
+    if compress:
+        subprocess.run(["objcopy", "--compress-debug-sections=zlib", str(exe)], check=True)
+    size = _debug_info_size(exe, tmp_path)
+    assert size > 1 << 16  # past what checking the file reads
+    found, why = lines.check_dwarf_file(str(exe), None)
+    assert found is not None and found.info_size == size, why
+    addresses = instruction_starts(exe, lambda n: n == "main")[:20]
+    ran = []
+    real = lines.run_symbolizer
+    monkeypatch.setattr(lines, "run_symbolizer", lambda *a, **k: ran.append(1) or real(*a, **k))
+    for limit, expected in ((size - 1, [1]), (size, [])):
+        monkeypatch.setattr(lines, "IN_PROCESS_LIMIT", limit)
+        ran.clear()
+        obj = load_object(str(exe), cache=SymbolCache(None))
+        assert any(lines.ObjectLines(obj, None, tool).lookup(addresses).values())
+        assert ran == expected, (limit, size)
