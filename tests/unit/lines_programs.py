@@ -159,13 +159,19 @@ def build_cpp(directory: Path) -> Path:
     return out
 
 
-def build_rust(directory: Path) -> Path:
+def build_rust(directory: Path, dwarf5: bool = False) -> Path:
+    """A release build with debuginfo. `dwarf5`: LLVM's DWARF 5, the forms
+    Clang writes too (strx, addrx, rnglistx with their bases in
+    .debug_str_offsets, .debug_addr and .debug_rnglists; line_strp), which
+    GCC does not; rustc's -Z dwarf-version needs RUSTC_BOOTSTRAP on a
+    stable compiler."""
     need("rustc")
     src = directory / "lines_demo.rs"
     src.write_text(RUST_PROGRAM)
-    out = directory / "lines_demo"
-    run(["rustc", "-C", "opt-level=3", "-C", "debuginfo=2", "-o", str(out), str(src)],
-        cwd=directory)
+    out = directory / ("lines_demo5" if dwarf5 else "lines_demo")
+    env = dict(os.environ, RUSTC_BOOTSTRAP="1") if dwarf5 else None
+    run(["rustc", *(["-Z", "dwarf-version=5"] if dwarf5 else []), "-C", "opt-level=3",
+         "-C", "debuginfo=2", "-o", str(out), str(src)], cwd=directory, env=env)
     return out
 
 
